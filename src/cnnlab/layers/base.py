@@ -1,0 +1,94 @@
+"""The contract every layer keeps.
+
+A layer is a small object with
+
+* ``build(input_shape, rng, dtype) -> output_shape``: called once by the model when the per-sample input
+  shape is known (shapes exclude the batch axis, e.g. ``(1, 28, 28)``); creates ``params``;
+* ``forward(x, training) -> y``: computes the output for a batch. In training mode it caches what
+  ``backward`` needs; in inference mode it caches nothing;
+* ``backward(grad_out) -> grad_in``: given dL/dy, stores dL/dparam in ``grads`` (same keys as ``params``)
+  and returns dL/dx;
+* ``get_config() -> dict``: the constructor arguments, so a model file can rebuild the layer.
+
+Parameters live in ``self.params`` and their gradients in ``self.grads``, dicts keyed by short names
+("W", "b", "gamma", ...). The model collects them with dotted names (``"0.W"``), the optimizer only ever
+sees (parameter, gradient) pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import DEFAULT_DTYPE
+from ..errors import ShapeError
+
+
+class Layer:
+    """Base class: a layer with no parameters that passes shapes through unchanged."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+        self.dtype = DEFAULT_DTYPE
+
+    # -- construction -------------------------------------------------------------------------------
+    def build(self, input_shape, rng: np.random.Generator, dtype=DEFAULT_DTYPE) -> tuple[int, ...]:
+        """Record the per-sample input shape, create parameters, return the per-sample output shape."""
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.dtype = np.dtype(dtype)
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.init_params(rng)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample output shape for a per-sample input shape (identity unless overridden)."""
+        return input_shape
+
+    def init_params(self, rng: np.random.Generator) -> None:
+        """Create ``self.params`` (and zeroed ``self.grads``); layers without parameters do nothing."""
+
+    def get_config(self) -> dict:
+        """Constructor arguments that rebuild this layer (JSON-serialisable)."""
+        return {}
+
+    # -- computation --------------------------------------------------------------------------------
+    def forward(self, x, training: bool = False):
+        raise NotImplementedError
+
+    def backward(self, grad_out):
+        raise NotImplementedError
+
+    # -- helpers ------------------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """The layer's class name, used in summaries, configs and error messages."""
+        return type(self).__name__
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def describe(self) -> str:
+        """``"Conv2D 'conv1'"``-style label for error messages."""
+        return f"{self.kind} {self.name!r}" if self.name else self.kind
+
+    def check_input(self, x) -> None:
+        """Raise :class:`ShapeError` unless ``x`` is a batch of this layer's per-sample input shape."""
+        if self.input_shape is None:
+            return
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(
+                f"{self.describe()}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"received {tuple(x.shape)}"
+            )
+
+    def zero_grads(self) -> None:
+        for key, p in self.params.items():
+            self.grads[key] = np.zeros_like(p)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{self.kind}({args})"

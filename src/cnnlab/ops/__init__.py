@@ -1,0 +1,1 @@
+"""Array maths shared by layers (im2col/col2im, output sizes)."""
