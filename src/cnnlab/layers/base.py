@@ -9,6 +9,9 @@ A layer is a small object with
 * ``backward(grad_out) -> grad_in``: given dL/dy, stores dL/dparam in ``grads`` (same keys as ``params``)
   and returns dL/dx;
 * ``get_config() -> dict``: the constructor arguments, so a model file can rebuild the layer.
+* ``regularized``: names of the parameters weight decay applies to; ``buffers``: non-trained state
+  (saved with the model); ``needs_input_grad``: False on the first layer, whose input gradient nobody uses
+  (``backward`` may then return ``None``).
 
 Parameters live in ``self.params`` and their gradients in ``self.grads``, dicts keyed by short names
 ("W", "b", "gamma", ...). The model collects them with dotted names (``"0.W"``), the optimizer only ever
@@ -19,17 +22,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import DEFAULT_DTYPE
+from ..backend import DEFAULT_DTYPE, array_module
 from ..errors import ShapeError
 
 
 class Layer:
     """Base class: a layer with no parameters that passes shapes through unchanged."""
 
+    #: Names of the parameters that weight decay (L2) applies to: weights, never biases.
+    regularized: tuple[str, ...] = ()
+
     def __init__(self, name: str | None = None):
         self.name = name
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        # Arrays that are part of the model's state but not trained (BatchNorm's running statistics).
+        self.buffers: dict[str, np.ndarray] = {}
+        # The model sets this to False on the first layer: the gradient w.r.t. the data is never needed.
+        self.needs_input_grad = True
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
         self.dtype = DEFAULT_DTYPE
@@ -87,7 +97,7 @@ class Layer:
 
     def zero_grads(self) -> None:
         for key, p in self.params.items():
-            self.grads[key] = np.zeros_like(p)
+            self.grads[key] = array_module(p).zeros_like(p)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
