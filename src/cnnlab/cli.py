@@ -21,6 +21,79 @@ def cli() -> None:
     """Understand, train, study and use convolutional neural networks."""
 
 
+# -- shared options ---------------------------------------------------------------------------------
+def arch_option(default: str | None = "lenet5"):
+    return click.option("--arch", "arch", default=default, show_default=True,
+                        help="Architecture preset: mlp, mlp:784-30-10, lenet5, vgg-mini, keras-mnist, cnn-bn.")
+
+
+def input_shape_option():
+    return click.option("--input-shape", default="1,28,28", show_default=True,
+                        help="Shape of one sample, C,H,W (3,32,32 for CIFAR-10).")
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    from .errors import ConfigError
+
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--input-shape must be integers like 1,28,28, received {text!r}") from None
+    if not shape or min(shape) <= 0:
+        raise ConfigError(f"--input-shape must be positive integers like 1,28,28, received {text!r}")
+    return shape
+
+
+# -- engine commands ---------------------------------------------------------------------------------
+@cli.command()
+@arch_option()
+@input_shape_option()
+@click.option("--classes", default=10, show_default=True, help="Number of output classes.")
+def summary(arch: str, input_shape: str, classes: int) -> None:
+    """Print the layers, output shapes and parameter counts of an architecture."""
+    from .architectures import build
+
+    click.echo(build(arch, parse_shape(input_shape), classes).summary())
+
+
+@cli.command()
+@arch_option()
+@input_shape_option()
+@click.option("--classes", default=10, show_default=True, help="Number of output classes.")
+@click.option("--batch", default=3, show_default=True, help="Random samples in the check.")
+@click.option("--samples", default=20, show_default=True, help="Entries checked per parameter tensor.")
+@click.option("--tolerance", default=1e-5, show_default=True, help="Largest acceptable relative error.")
+@click.option("--loss", "loss_name", default="crossentropy", show_default=True, help="Loss to differentiate.")
+@click.option("--seed", default=0, show_default=True)
+@click.pass_context
+def gradcheck(ctx, arch, input_shape, classes, batch, samples, tolerance, loss_name, seed) -> None:
+    """Check every parameter gradient of an architecture against finite differences (float64).
+
+    Prints the worst relative error per layer; exits with code 1 if any is above the tolerance.
+    """
+    import numpy as np
+
+    from .architectures import build
+    from .gradcheck import check_model
+    from .losses import get_loss
+
+    shape = parse_shape(input_shape)
+    model = build(arch, shape, classes, seed=seed, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, *shape))
+    y = rng.integers(0, classes, size=batch)
+    errors = check_model(model, x, y, get_loss(loss_name), max_elements=samples, rng=rng)
+    width = max(map(len, errors)) + 2
+    click.echo(f"{'layer':<{width}}worst relative error")
+    for layer, err in errors.items():
+        flag = "" if err <= tolerance else "   <-- above tolerance"
+        click.echo(f"{layer:<{width}}{err:.2e}{flag}")
+    worst = max(errors.values(), default=0.0)
+    ok = worst <= tolerance
+    click.echo(f"{'OK' if ok else 'FAILED'}: worst {worst:.2e}, tolerance {tolerance:.0e}")
+    ctx.exit(0 if ok else 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     try:

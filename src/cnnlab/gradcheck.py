@@ -88,3 +88,44 @@ def check_loss(loss, output: np.ndarray, target, eps: float = 1e-6, from_logits:
     numeric = numerical_gradient(value, output, idx, eps)
     got = np.array([analytic[i] for i in idx])
     return float(relative_error(got, numeric).max())
+
+
+def check_model(model, x: np.ndarray, y, loss, eps: float = 1e-6, max_elements: int = 20,
+                rng: np.random.Generator | None = None) -> dict[str, float]:
+    """Worst relative error of every parameter gradient of a whole model, per layer.
+
+    The model must be built in float64. Backpropagation through the model (as in training, including a
+    fused final activation) is compared with central differences of the mean loss over the batch, on up to
+    ``max_elements`` sampled entries of each parameter tensor. Layers with randomness (Dropout) are made
+    deterministic by re-using the same mask on every forward pass.
+    """
+    rng = rng or np.random.default_rng(0)
+    x = np.asarray(x, dtype=np.float64)
+    random_layers = [layer for layer in model.layers if hasattr(layer, "freeze_mask")]
+    stop = model._fused_stop(loss)
+
+    def value() -> float:
+        out = model.forward(x, training=True, stop=stop)
+        return float(loss.forward_from_logits(out, y) if stop is not None else loss.forward(out, y))
+
+    for layer in random_layers:  # draw one mask, then keep it for every evaluation below
+        layer.freeze_mask(False)
+    out = model.forward(x, training=True, stop=stop)
+    for layer in random_layers:
+        layer.freeze_mask(True)
+    grad = loss.grad_from_logits(out, y) if stop is not None else loss.grad(out, y)
+    model.forward(x, training=True, stop=stop)
+    model.backward(grad, stop=stop)
+
+    worst: dict[str, float] = {}
+    for name, layer, key in model.parameters():
+        param = layer.params[key]
+        analytic = np.array(layer.grads[key])
+        idx = _sample_indices(param.shape, max_elements, rng)
+        numeric = numerical_gradient(value, param, idx, eps)
+        got = np.array([analytic[i] for i in idx])
+        label = f"{layer.name} ({layer.kind})"
+        worst[label] = max(worst.get(label, 0.0), float(relative_error(got, numeric).max()))
+    for layer in random_layers:
+        layer.freeze_mask(False)
+    return worst
