@@ -1,0 +1,168 @@
+"""Activation functions as layers: elementwise non-linearities (and Softmax, over the last axis).
+
+Each layer keeps the shape of its input and computes its own derivative. In training mode it caches the
+one thing its backward pass needs — usually its *output*, because the derivatives of sigmoid, tanh and
+softmax are cheapest written in terms of it — and in inference mode it caches nothing.
+
+| layer       | f(x)                                  | f'(x), as backward computes it                 |
+|-------------|---------------------------------------|------------------------------------------------|
+| ReLU        | max(x, 0)                             | 1 if x > 0 else 0                              |
+| LeakyReLU   | x if x > 0 else αx                    | 1 if x > 0 else α                              |
+| ELU         | x if x > 0 else α(eˣ − 1)             | 1 if x > 0 else f(x) + α                       |
+| Sigmoid     | 1 / (1 + e⁻ˣ)                         | s(1 − s)                                       |
+| Tanh        | tanh x                                | 1 − t²                                         |
+| Softmax     | eˣⁱ / Σⱼ eˣʲ (last axis)             | Jacobian-vector product s ⊙ (g − Σ g ⊙ s)      |
+
+:func:`sigmoid` and :func:`softmax` are also used by the losses, for their fused forms.
+"""
+
+from __future__ import annotations
+
+from ..backend import array_module
+from ..errors import ConfigError
+from .base import Layer
+
+
+def sigmoid(x):
+    """Logistic function, stable for large |x|: ``e⁻ˣ`` is only ever computed for x ≥ 0 (no overflow)."""
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softmax(x, axis: int = -1):
+    """Softmax over ``axis``; subtracting the maximum first keeps every exponent ≤ 0 (no overflow)."""
+    xp = array_module(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+class _Activation(Layer):
+    """Shared plumbing: shape check, training-only cache, and a clear error on a misplaced backward."""
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name)
+        self._cache = None
+
+    def get_config(self) -> dict:
+        return {"name": self.name} if self.name is not None else {}
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        y, cache = self._forward(x)
+        if training:
+            self._cache = cache
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
+        return self._backward(grad_out, self._cache)
+
+    # Subclasses: _forward(x) -> (y, what backward needs); _backward(grad_out, cache) -> grad_in.
+    def _forward(self, x):
+        raise NotImplementedError
+
+    def _backward(self, grad_out, cache):
+        raise NotImplementedError
+
+
+def _check_alpha(layer: str, alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
+        raise ConfigError(f"{layer}: alpha must be a non-negative number, received {alpha!r}")
+    return float(alpha)
+
+
+class ReLU(_Activation):
+    """``max(x, 0)``; caches the boolean mask ``x > 0`` (1 byte per element)."""
+
+    def _forward(self, x):
+        xp = array_module(x)
+        positive = x > 0
+        return xp.where(positive, x, 0), positive
+
+    def _backward(self, grad_out, positive):
+        xp = array_module(grad_out)
+        return xp.where(positive, grad_out, 0)
+
+
+class LeakyReLU(_Activation):
+    """``x if x > 0 else alpha * x``: a small slope for negative inputs, so no unit ever stops learning."""
+
+    def __init__(self, alpha: float = 0.01, name: str | None = None):
+        super().__init__(name)
+        self.alpha = _check_alpha("LeakyReLU", alpha)
+
+    def get_config(self) -> dict:
+        return {"alpha": self.alpha, **super().get_config()}
+
+    def _forward(self, x):
+        xp = array_module(x)
+        positive = x > 0
+        return xp.where(positive, x, self.alpha * x), positive
+
+    def _backward(self, grad_out, positive):
+        xp = array_module(grad_out)
+        return xp.where(positive, grad_out, self.alpha * grad_out)
+
+
+class ELU(_Activation):
+    """``x if x > 0 else alpha * (exp(x) - 1)``: smooth, with negative outputs down to −alpha."""
+
+    def __init__(self, alpha: float = 1.0, name: str | None = None):
+        super().__init__(name)
+        self.alpha = _check_alpha("ELU", alpha)
+
+    def get_config(self) -> dict:
+        return {"alpha": self.alpha, **super().get_config()}
+
+    def _forward(self, x):
+        xp = array_module(x)
+        positive = x > 0
+        # expm1 is accurate near 0; min(x, 0) keeps exp from overflowing on the branch where() discards.
+        y = xp.where(positive, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
+        return y, (positive, y)
+
+    def _backward(self, grad_out, cache):
+        xp = array_module(grad_out)
+        positive, y = cache
+        return xp.where(positive, grad_out, grad_out * (y + self.alpha))  # α eˣ = f(x) + α for x ≤ 0
+
+
+class Sigmoid(_Activation):
+    """``1 / (1 + exp(-x))`` (computed stably); caches its output ``s``."""
+
+    def _forward(self, x):
+        s = sigmoid(x)
+        return s, s
+
+    def _backward(self, grad_out, s):
+        return grad_out * s * (1 - s)
+
+
+class Tanh(_Activation):
+    """``tanh(x)``; caches its output ``t``."""
+
+    def _forward(self, x):
+        t = array_module(x).tanh(x)
+        return t, t
+
+    def _backward(self, grad_out, t):
+        return grad_out * (1 - t * t)
+
+
+class Softmax(_Activation):
+    """Softmax over the last axis: ``(N, K) -> (N, K)``, each row positive and summing to 1.
+
+    Its Jacobian is ``diag(s) − s sᵀ`` per row, so the backward pass (Jacobian-vector product) is
+    ``s ⊙ (g − Σ g ⊙ s)`` — no K×K matrix is ever formed. With cross-entropy on top, the model uses the
+    loss's fused gradient ``p − y`` instead (see :mod:`cnnlab.losses`).
+    """
+
+    def _forward(self, x):
+        s = softmax(x, axis=-1)
+        return s, s
+
+    def _backward(self, grad_out, s):
+        return s * (grad_out - (grad_out * s).sum(axis=-1, keepdims=True))

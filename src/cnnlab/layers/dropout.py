@@ -1,0 +1,73 @@
+"""Dropout: in training, silence a random fraction of the activations.
+
+*Inverted* dropout: each element is kept with probability ``keep = 1 − rate`` and the kept ones are scaled
+by ``1 / keep``, so the expected value of every output equals its input. The network then needs no change
+at inference, where Dropout is the identity (Srivastava et al. 2014 scale the weights at test time instead;
+the two are equivalent in expectation).
+
+Randomness: a layer built with ``seed=None`` draws its masks from the generator the model passes to
+:meth:`build` (so one model seed reproduces a whole run); a layer given a ``seed`` owns its generator.
+:meth:`reseed` restarts the generator.
+
+Fixing the mask (for gradient checks and tests): set ``layer.fixed_mask = True`` and the mask drawn by
+the last training forward pass is reused by every following one of the same shape; ``False`` (the
+default) draws a fresh mask on every training forward pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import array_module, make_rng
+from ..errors import ConfigError
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Keeps each element with probability ``1 − rate`` and scales it by ``1 / (1 − rate)``; any shape."""
+
+    def __init__(self, rate: float, seed: int | None = None, name: str | None = None):
+        super().__init__(name)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ConfigError(f"Dropout: rate must be a number in [0, 1), received {rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.rng = make_rng(seed) if seed is not None else None
+        self.fixed_mask = False
+        self._mask = None  # the scaled mask (0 or 1/keep) of the last training forward pass
+
+    def init_params(self, rng):
+        if self.seed is None:
+            self.rng = rng  # share the model's generator
+
+    def reseed(self, seed) -> None:
+        """Restart the mask generator from ``seed`` (an int or a Generator)."""
+        self.rng = make_rng(seed)
+        self._mask = None
+
+    def get_config(self) -> dict:
+        config = {"rate": self.rate, "seed": self.seed}
+        if self.name is not None:
+            config["name"] = self.name
+        return config
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        if not training or self.rate == 0:
+            return x
+        reuse = self.fixed_mask and self._mask is not None and self._mask.shape == x.shape
+        if not reuse:
+            if self.rng is None:  # used without build() and without a seed
+                self.rng = make_rng(None)
+            keep = 1.0 - self.rate
+            kept = self.rng.random(x.shape, dtype=np.float32) < keep  # drawn on the host, even for CuPy
+            xp = array_module(x)
+            self._mask = xp.asarray(kept, dtype=x.dtype) * x.dtype.type(1.0 / keep)
+        return x * self._mask
+
+    def backward(self, grad_out):
+        if self.rate == 0:
+            return grad_out
+        if self._mask is None:
+            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
+        return grad_out * self._mask

@@ -1,0 +1,120 @@
+"""Batch normalization (Ioffe & Szegedy 2015).
+
+Each channel (after a convolution, input ``(N, C, H, W)``: statistics over N, H and W) or each feature
+(after a dense layer, input ``(N, D)``: statistics over N) is normalized to zero mean and unit variance,
+then scaled and shifted by learned ``gamma`` and ``beta``::
+
+    x̂ = (x − μ) / √(σ² + ε)        y = γ x̂ + β
+
+Training uses the statistics of the batch (the biased variance, dividing by m, the number of values per
+channel) and updates running averages ``r ← (1 − momentum) r + momentum · stat``, where the running
+variance uses the unbiased batch variance (dividing by m − 1) — PyTorch's convention. Inference uses the
+running averages, so a prediction does not depend on the rest of its batch.
+
+Parameters and buffers: ``gamma`` and ``beta`` are parameters (in ``params``, trained, never decayed).
+``running_mean`` and ``running_var`` are *buffers*: state that is not trained, kept in a separate dict
+``self.buffers`` so the optimizer never sees it, while the model file saves and restores it alongside the
+parameters.
+
+Backward (the compact closed form, with sums over the m values of a channel and G = dL/dy)::
+
+    dL/dγ = Σ G ⊙ x̂        dL/dβ = Σ G
+    dL/dx = γ / (m √(σ² + ε)) · (m G − dL/dβ − x̂ ⊙ dL/dγ)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import array_module
+from ..errors import ConfigError, ShapeError
+from .base import Layer
+
+
+class BatchNorm(Layer):
+    """Normalizes per channel ``(N, C, H, W)`` or per feature ``(N, D)``; output shape = input shape."""
+
+    regularized = ()  # gamma and beta are not decayed
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5, name: str | None = None):
+        super().__init__(name)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+            raise ConfigError(f"BatchNorm: momentum must be a number in [0, 1], received {momentum!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
+            raise ConfigError(f"BatchNorm: eps must be a positive number, received {eps!r}")
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self.buffers: dict[str, np.ndarray] = {}
+        self._cache = None  # (x̂, 1/√(σ²+ε)) from the last training forward pass
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) not in (1, 3):
+            raise ShapeError(
+                f"{self.describe()}: expected per-sample input (D,) after a dense layer or (C, H, W) after a "
+                f"convolution, received {input_shape}"
+            )
+        return input_shape
+
+    def init_params(self, rng):
+        channels = self.input_shape[0]
+        self.params["gamma"] = np.ones(channels, dtype=self.dtype)
+        self.params["beta"] = np.zeros(channels, dtype=self.dtype)
+        self.buffers["running_mean"] = np.zeros(channels, dtype=self.dtype)
+        self.buffers["running_var"] = np.ones(channels, dtype=self.dtype)
+        self.zero_grads()
+
+    def get_config(self) -> dict:
+        config = {"momentum": self.momentum, "eps": self.eps}
+        if self.name is not None:
+            config["name"] = self.name
+        return config
+
+    @staticmethod
+    def _layout(x):
+        """The axes statistics are taken over, and the shape that broadcasts a (C,) vector against x."""
+        if x.ndim == 4:
+            return (0, 2, 3), (1, -1, 1, 1)
+        return (0,), (1, -1)
+
+    def forward(self, x, training: bool = False):
+        self.check_input(x)
+        axes, bshape = self._layout(x)
+        gamma = self.params["gamma"].reshape(bshape)
+        beta = self.params["beta"].reshape(bshape)
+        if not training:
+            mean = self.buffers["running_mean"].reshape(bshape)
+            inv_std = 1 / array_module(x).sqrt(self.buffers["running_var"].reshape(bshape) + self.eps)
+            return (x - mean) * (gamma * inv_std) + beta
+
+        m = x.size // x.shape[1]  # values per channel
+        if m < 2:
+            raise ShapeError(f"{self.describe()}: training needs more than one value per channel, "
+                             f"received input of shape {tuple(x.shape)}")
+        mean = x.mean(axis=axes, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)  # biased: normalizes the batch
+        inv_std = 1 / array_module(x).sqrt(var + self.eps)
+        x_hat = centered
+        x_hat *= inv_std  # in place: centered is not needed any more
+        self._update_running(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
+        self._cache = (x_hat, inv_std)
+        return gamma * x_hat + beta
+
+    def _update_running(self, batch_mean, unbiased_var) -> None:
+        for key, stat in (("running_mean", batch_mean), ("running_var", unbiased_var)):
+            running = self.buffers[key]
+            running *= 1 - self.momentum
+            running += self.momentum * stat
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
+        x_hat, inv_std = self._cache
+        axes, bshape = self._layout(grad_out)
+        m = grad_out.size // grad_out.shape[1]
+        dbeta = grad_out.sum(axis=axes)
+        dgamma = (grad_out * x_hat).sum(axis=axes)
+        self.grads["gamma"] = dgamma
+        self.grads["beta"] = dbeta
+        scale = self.params["gamma"].reshape(bshape) * inv_std / m
+        return scale * (m * grad_out - dbeta.reshape(bshape) - x_hat * dgamma.reshape(bshape))
