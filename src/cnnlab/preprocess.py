@@ -1,0 +1,372 @@
+"""Any picture of a digit -> the 28x28 array an MNIST-trained network expects.
+
+A network that scores 99% on MNIST can fail on a digit a person draws, because MNIST digits were made
+in a particular way (LeCun et al., 1998): black-on-white scans were size-normalized to fit a **20x20**
+box *keeping their aspect ratio*, anti-aliased (so edges are grey, not jagged), and placed in a **28x28**
+field so that their **centre of mass** sits at the centre. The network saw nothing else: a light digit
+on a perfectly dark background, about 20 pixels tall, strokes 2-3 pixels wide, centred by mass.
+:func:`prepare_digit` repeats those steps on any picture, as a pipeline of small functions::
+
+    load_image        file / bytes / PIL image -> gray PIL image ("L"), RGBA composited on white
+    to_gray           -> float32 (H, W) in [0, 1], 1 = white
+    to_ink            -> float32 (H, W) in [0, 1], 1 = ink (inverts dark-on-light pictures)
+    clean_ink         -> background set to exactly 0: Otsu threshold, specks dropped, contrast stretched
+    crop_to_ink       -> the ink's bounding box
+    shrink_large      -> big crops averaged down first (cheap, keeps thin strokes as grey)
+    thicken_strokes   -> a thin pen line widened to MNIST's stroke width
+    fit_in_box        -> scaled so the longer side is 20 px, aspect kept, anti-aliased
+    centre_by_mass    -> pasted into 28x28 with the centre of mass at the centre
+
+The result is float32 ``(28, 28)`` in ``[0, 1]``: exactly ``pixels / 255`` of an MNIST image, which is the
+training normalization, so it can be fed to ``model.predict_proba(x[None, None])`` and also shown.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from .errors import CnnlabError
+
+#: Refuse pictures with more pixels than this *before* decoding them (a 25-megapixel photo is fine; a
+#: 1x1-GB "decompression bomb" PNG that unpacks to 50,000 x 50,000 pixels is not).
+MAX_IMAGE_PIXELS = 25_000_000
+#: ... or with either side longer than this (a 1 x 20,000,000 strip is absurd even if it is small).
+MAX_IMAGE_SIDE = 20_000
+
+BOX = 20  # MNIST: the digit fits a 20x20 box ...
+FIELD = 28  # ... inside a 28x28 field.
+MIN_CONTRAST = 0.2  # Otsu class means closer than this (on a 0..1 scale): no ink, just noise or paper.
+SPECK_FRACTION = 0.02  # components smaller than 2% of the largest one are dust, not strokes
+MIN_STROKE_PX = 1.8  # thinner strokes (in the final 20x20 box) are widened; MNIST's are 2-3 px
+
+
+class ImageError(CnnlabError, ValueError):
+    """A picture cannot be read: not an image, an unsupported format, or a corrupt file."""
+
+
+class ImageTooLargeError(ImageError):
+    """A picture is too large to decode safely (a decompression bomb or absurd dimensions)."""
+
+
+class NoDigitError(CnnlabError, ValueError):
+    """A picture holds no ink (blank page or pure noise): "no digit found" rather than a guess."""
+
+
+# -- reading --------------------------------------------------------------------------------------------
+def _open(source) -> Image.Image:
+    """Open (not decode) a picture from a path, bytes, a binary file object or a PIL image."""
+    if isinstance(source, Image.Image):
+        return source
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return Image.open(io.BytesIO(bytes(source)))
+        if isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            if not path.is_file():
+                raise ImageError(f"expected an image file, received {str(path)!r}, which does not exist")
+            return Image.open(path)
+        if hasattr(source, "read"):
+            return Image.open(source)
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, checked in open() for huge headers
+        raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"expected a PNG, JPEG, BMP, GIF or WebP image, but it could not be read: {exc}") from exc
+    raise ImageError(f"expected a path, bytes or a PIL image, received {type(source).__name__}")
+
+
+def check_dimensions(size: tuple[int, int]) -> None:
+    """Raise :class:`ImageTooLargeError` if a ``(width, height)`` is too large to decode.
+
+    Only the header has been read when this runs: a PNG of a few kilobytes can claim 100,000 x 100,000
+    pixels and would need 10 GB once decoded, so the size is judged before any pixel is.
+    """
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageError(f"expected an image with pixels, received size {width}x{height}")
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE or width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLargeError(
+            f"image of {width}x{height} pixels refused: at most {MAX_IMAGE_SIDE} per side and "
+            f"{MAX_IMAGE_PIXELS:,} pixels in all"
+        )
+
+
+def load_image(source) -> Image.Image:
+    """Read a picture (path, bytes, file object or PIL image) as a gray ``"L"`` image.
+
+    Animated GIF/WebP: the first frame. Transparency is composited on white, the way it looks on a page
+    (a digit drawn on a transparent canvas is dark ink on "paper"). The dimensions are checked against
+    :data:`MAX_IMAGE_PIXELS` / :data:`MAX_IMAGE_SIDE` before the pixels are decoded.
+    """
+    image = _open(source)
+    check_dimensions(image.size)
+    try:
+        image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            # 16-bit / float grayscale: rescale to 0..255 instead of letting Pillow clip it.
+            values = np.asarray(image, dtype=np.float64)
+            low, high = float(values.min()), float(values.max())
+            scale = 255.0 / (high - low) if high > low else 0.0
+            return Image.fromarray(((values - low) * scale).astype(np.uint8))
+        return image.convert("L")
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"the image could not be decoded (truncated or corrupt?): {exc}") from exc
+
+
+# -- the pipeline ---------------------------------------------------------------------------------------
+def to_gray(image) -> np.ndarray:
+    """Picture -> float32 ``(H, W)`` in ``[0, 1]`` with 1 = white.
+
+    Accepts what :func:`load_image` accepts, or an array: ``(H, W)`` gray or ``(H, W, 3|4)`` colour,
+    uint8 (0..255) or float (0..1).
+    """
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 3 and array.shape[2] in (3, 4):
+            return to_gray(load_image(Image.fromarray(_as_uint8(array))))
+        if array.ndim != 2:
+            raise ImageError(f"expected a (H, W) or (H, W, 3|4) array, received shape {array.shape}")
+        check_dimensions((array.shape[1], array.shape[0]))
+        if array.dtype == np.uint8:
+            return array.astype(np.float32) / 255.0
+        return np.clip(array.astype(np.float32), 0.0, 1.0)
+    return np.asarray(load_image(image), dtype=np.float32) / 255.0
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    return (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def border_pixels(gray: np.ndarray) -> np.ndarray:
+    """The outermost rows and columns of ``(H, W)``: on a picture of one digit, mostly background."""
+    return np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+
+
+def to_ink(gray: np.ndarray) -> np.ndarray:
+    """``(H, W)`` gray (1 = white) -> ink amount (1 = ink), whatever the polarity of the picture.
+
+    MNIST digits are light on dark. A pen on paper is dark on light, a chalkboard or a screenshot of
+    MNIST is light on dark: the border tells which. It is mostly background, so a bright border means
+    dark ink and the picture is inverted.
+    """
+    return 1.0 - gray if np.median(border_pixels(gray)) >= 0.5 else gray.copy()
+
+
+def histogram256(values: np.ndarray) -> np.ndarray:
+    """Counts of ``values`` in ``[0, 1]`` quantized to 256 levels (a ``bincount``: no sort, fast)."""
+    levels = (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.intp)
+    return np.bincount(levels.ravel(), minlength=256)
+
+
+def histogram_quantile(hist: np.ndarray, q: float) -> float:
+    """The ``q``-quantile (0..1) of the values a 256-level histogram counts."""
+    cumulative = np.cumsum(hist)
+    return float(np.searchsorted(cumulative, q * cumulative[-1])) / 255.0
+
+
+def otsu_threshold(hist: np.ndarray) -> tuple[float, float]:
+    """Otsu's threshold for a 256-level histogram, and the gap between the two class means.
+
+    Otsu picks the level that best splits a histogram into two groups (maximum between-class variance):
+    here paper and ink. Values above the threshold are ink. The gap says how different the groups are;
+    on a blank or pure-noise picture it is small, which is how "no digit" is told from a faint digit.
+    """
+    levels = np.arange(hist.size) / (hist.size - 1)
+    weight0 = np.cumsum(hist).astype(np.float64)
+    weight1 = weight0[-1] - weight0
+    sum0 = np.cumsum(hist * levels)
+    mean0 = sum0 / np.maximum(weight0, 1)
+    mean1 = (sum0[-1] - sum0) / np.maximum(weight1, 1)
+    between = weight0 * weight1 * (mean0 - mean1) ** 2
+    k = int(np.argmax(between))
+    return float(levels[k]), float(mean1[k] - mean0[k])
+
+
+def ink_mask(ink: np.ndarray) -> np.ndarray:
+    """Boolean ``(H, W)``: where the ink is, without background noise or specks of dust.
+
+    Raises :class:`NoDigitError` when paper and "ink" are not distinguishable.
+    """
+    if float(ink.max() - ink.min()) < MIN_CONTRAST:
+        raise NoDigitError("no digit found: the picture is blank (no contrast between ink and background)")
+    threshold, gap = otsu_threshold(histogram256(ink))
+    if gap < MIN_CONTRAST:
+        raise NoDigitError(f"no digit found: ink and background differ by only {gap:.2f} (need {MIN_CONTRAST})")
+    mask = ink > threshold
+    return drop_specks(mask)
+
+
+def drop_specks(mask: np.ndarray, fraction: float = SPECK_FRACTION) -> np.ndarray:
+    """Remove connected components smaller than ``fraction`` of the largest one (dust, JPEG noise)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        raise NoDigitError("no digit found: no ink in the picture")
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = sizes >= max(2, fraction * sizes.max())
+    keep[0] = False
+    return keep[labels]
+
+
+def clean_ink(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Ink amount with the background at exactly 0 and the strokes stretched to reach 1.
+
+    The paper level (median of the non-ink pixels) is subtracted, so grey paper becomes black, and the
+    strokes are scaled so their bright core reaches 1 (a faint pencil becomes as strong as MNIST's ink).
+    Outside the ink mask (grown by one pixel to keep the anti-aliased edges) everything is zeroed.
+    """
+    if mask is None:
+        mask = ink_mask(ink)
+    # One bincount gives both histograms: levels 0..255 are paper pixels, 256..511 ink pixels.
+    levels = (np.clip(ink, 0.0, 1.0) * 255.0 + 0.5).astype(np.intp) + 256 * mask
+    both = np.bincount(levels.ravel(), minlength=512)
+    paper = histogram_quantile(both[:256], 0.5) if both[:256].any() else 0.0
+    core = histogram_quantile(both[256:], 0.9)
+    stretched = np.clip((ink - paper) / max(core - paper, 1e-6), 0.0, 1.0)
+    return (stretched * grow_by_one(mask)).astype(np.float32)
+
+
+def grow_by_one(mask: np.ndarray) -> np.ndarray:
+    """Dilate a boolean ``(H, W)`` mask by one pixel in all 8 directions (two shifted ORs per axis)."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    rows = grown.copy()
+    grown[:, 1:] |= rows[:, :-1]
+    grown[:, :-1] |= rows[:, 1:]
+    return grown
+
+
+def crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    """The smallest rectangle of ``(H, W)`` holding every non-zero pixel."""
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        raise NoDigitError("no digit found: no ink left after removing the background")
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _resize(ink: np.ndarray, height: int, width: int, resample) -> np.ndarray:
+    """Resize a float ``(H, W)`` array with Pillow's ``"F"`` mode (no 8-bit rounding on the way)."""
+    resized = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32)).resize(
+        (width, height), resample=resample
+    )
+    return np.asarray(resized, dtype=np.float32)
+
+
+def shrink_large(ink: np.ndarray, limit: int = 4 * BOX) -> np.ndarray:
+    """Average a big crop down so its longer side is ``limit``; small crops pass through.
+
+    Area averaging (a box filter) keeps a thin stroke as a faint grey line instead of dropping it; the
+    brightness is restored afterwards. Working at 80 px also keeps the next steps cheap on a photo.
+    """
+    height, width = ink.shape
+    longest = max(height, width)
+    if longest <= limit:
+        return ink
+    scale = limit / longest
+    small = _resize(ink, max(1, round(height * scale)), max(1, round(width * scale)), Image.Resampling.BOX)
+    return np.clip(small / max(float(small.max()), 1e-6), 0.0, 1.0)
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Rough stroke width in pixels: ink area divided by half its outline length.
+
+    A stroke of width ``w`` and length ``L`` covers ``w * L`` pixels and has about ``2 L`` edge pixels.
+    """
+    mask = ink > 0.5 * float(ink.max())
+    edge = mask & ~ndimage.binary_erosion(mask)
+    return 2.0 * mask.sum() / max(int(edge.sum()), 1)
+
+
+def thicken_strokes(ink: np.ndarray, box: int = BOX, min_width: float = MIN_STROKE_PX) -> np.ndarray:
+    """Widen strokes that would be thinner than ``min_width`` pixels once scaled into the ``box``.
+
+    A fine pen photographed at high resolution shrinks to a hairline MNIST never had; a grey dilation
+    with a disc makes it a marker line again. Strokes already wide enough are left as they are.
+    """
+    scale = box / max(ink.shape)
+    missing = min_width / scale - stroke_width(ink)
+    radius = int(np.ceil(missing / 2))
+    if radius < 1:
+        return ink
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disc = xx**2 + yy**2 <= radius**2
+    padded = np.pad(ink, radius)
+    return ndimage.grey_dilation(padded, footprint=disc)
+
+
+def fit_in_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
+    """Scale so the longer side is ``box`` pixels, keeping the aspect ratio (a "1" stays thin).
+
+    Lanczos resampling anti-aliases, like MNIST's own normalization; its slight overshoot is clipped.
+    """
+    height, width = ink.shape
+    scale = box / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    resized = np.clip(_resize(ink, new_h, new_w, Image.Resampling.LANCZOS), 0.0, None)
+    return np.clip(resized / max(float(resized.max()), 1e-6), 0.0, 1.0)
+
+
+def centre_by_mass(digit: np.ndarray, field: int = FIELD) -> np.ndarray:
+    """Paste ``digit`` (at most ``field`` on each side) into a ``(field, field)`` black square so its
+    centre of mass lands on the centre, as MNIST did.
+
+    The shift is a whole number of pixels (no blur) and is limited so that no ink falls off the edge.
+    """
+    height, width = digit.shape
+    cy, cx = ndimage.center_of_mass(digit)
+    top = int(np.clip(round(field / 2 - cy), 0, field - height))
+    left = int(np.clip(round(field / 2 - cx), 0, field - width))
+    out = np.zeros((field, field), dtype=np.float32)
+    out[top : top + height, left : left + width] = digit
+    return out
+
+
+def digit_from_ink(ink: np.ndarray) -> np.ndarray:
+    """Clean ink ``(H, W)`` (background 0) of one digit -> MNIST-like ``(28, 28)`` float32."""
+    crop = crop_to_ink(ink)
+    crop = shrink_large(crop)
+    crop = thicken_strokes(crop)
+    crop = crop_to_ink(crop)
+    return centre_by_mass(fit_in_box(crop))
+
+
+def prepare_digit(image) -> np.ndarray:
+    """Any picture of one digit -> float32 ``(28, 28)`` in ``[0, 1]``, light on dark, MNIST-style.
+
+    ``image`` may be a path, bytes, a PIL image or an array (see :func:`to_gray`). Raises
+    :class:`NoDigitError` on a blank picture and :class:`ImageError` on an unreadable one.
+    """
+    ink = to_ink(to_gray(image))
+    return digit_from_ink(clean_ink(ink))
+
+
+def as_batch(digits) -> np.ndarray:
+    """``(28, 28)`` arrays -> float32 ``(N, 1, 28, 28)``, the shape ``model.predict_proba`` takes."""
+    return np.stack([np.asarray(d, dtype=np.float32) for d in digits])[:, None, :, :]
+
+
+def to_png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
+    """A ``(H, W)`` array in ``[0, 1]`` as PNG bytes (nearest-neighbour ``scale`` up, for display)."""
+    image = Image.fromarray(_as_uint8(np.asarray(array)))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

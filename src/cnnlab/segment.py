@@ -1,0 +1,215 @@
+"""A written number -> one MNIST-like picture per digit, left to right.
+
+The network reads one digit at a time, so a number ("504192") must first be cut into digits:
+
+1. **ink**: the same steps as :mod:`cnnlab.preprocess` (polarity, Otsu threshold, specks dropped);
+2. **connected components** (``scipy.ndimage.label``, 8-connected): usually one per digit;
+3. **merge broken strokes**: a "5" whose top bar did not touch its body is two components stacked in
+   the same columns; components that overlap strongly along x are one digit;
+   A piece much shorter than the others (the detached bar of a "5", the dot of a pen lifted off) is
+   joined to its nearest neighbour along x;
+4. **split touching digits**: a group much wider than it is tall is two (or more) digits written
+   together; it is cut at the column where the ink is thinnest, within its middle part, again and
+   again until every piece has the proportions of a digit;
+5. **order** left to right, and prepare each piece exactly like a single digit (crop, 20x20, centre of
+   mass in 28x28).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .preprocess import as_batch, clean_ink, digit_from_ink, grow_by_one, ink_mask, to_gray, to_ink
+
+MERGE_OVERLAP = 0.5  # x-overlap (fraction of the narrower piece) above which two components are one digit
+FRAGMENT_HEIGHT = 0.5  # a piece shorter than half the typical digit height is part of a neighbour
+MAX_ASPECT = 1.25  # a piece wider than 1.25x its height is taken for touching digits
+SPLIT_ZONE = (0.25, 0.75)  # where a cut may fall, as fractions of the piece's width
+
+
+@dataclass
+class Piece:
+    """Part of the picture taken for one digit: some components, within columns ``x0 <= x < x1``."""
+
+    labels: list[int]
+    x0: int
+    x1: int
+    y0: int = 0
+    y1: int = 0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+
+@dataclass
+class DigitCrop:
+    """One segmented digit: the ``(28, 28)`` picture the network sees and where it was found."""
+
+    image: np.ndarray
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the input picture, x1/y1 exclusive
+
+
+@dataclass
+class DigitReading:
+    label: int
+    confidence: float
+    box: tuple[int, int, int, int]
+    probabilities: np.ndarray = field(repr=False)
+    image: np.ndarray = field(repr=False)
+
+
+@dataclass
+class NumberReading:
+    """What :func:`read_number` found: the digits as text and, per digit, label, confidence and box."""
+
+    text: str
+    digits: list[DigitReading]
+
+    @property
+    def confidence(self) -> float:
+        """Probability that every digit is right, if the per-digit answers were independent."""
+        return float(np.prod([d.confidence for d in self.digits])) if self.digits else 0.0
+
+
+def _piece_mask(labels: np.ndarray, piece: Piece) -> np.ndarray:
+    """Boolean mask, over the piece's columns, of the pixels that belong to the piece's components."""
+    return np.isin(labels[:, piece.x0 : piece.x1], piece.labels)
+
+
+def _fit_rows(labels: np.ndarray, piece: Piece) -> Piece | None:
+    """Shrink a piece to the rows and columns its ink occupies (``None`` if it holds no ink)."""
+    mask = _piece_mask(labels, piece)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return Piece(piece.labels, piece.x0 + int(cols[0]), piece.x0 + int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1)
+
+
+def find_components(labels: np.ndarray, count: int) -> list[Piece]:
+    """One piece per connected component, with its bounding box."""
+    pieces = []
+    for index, slices in enumerate(ndimage.find_objects(labels, max_label=count), start=1):
+        if slices is not None:
+            rows, cols = slices
+            pieces.append(Piece([index], cols.start, cols.stop, rows.start, rows.stop))
+    return pieces
+
+
+def merge_broken_strokes(pieces: list[Piece], overlap: float = MERGE_OVERLAP) -> list[Piece]:
+    """Merge pieces whose column ranges overlap by more than ``overlap`` of the narrower one.
+
+    Digits of a number sit side by side, so two components sharing most of their columns are strokes
+    of the same digit (the bar of a "5", the halves of a "4" written in two strokes, a broken "0").
+    """
+    merged: list[Piece] = []
+    for piece in sorted(pieces, key=lambda p: p.x0):
+        if merged:
+            last = merged[-1]
+            shared = min(last.x1, piece.x1) - max(last.x0, piece.x0)
+            if shared > overlap * min(last.width, piece.width):
+                merged[-1] = _join(last, piece)
+                continue
+        merged.append(piece)
+    return merged
+
+
+def _join(a: Piece, b: Piece) -> Piece:
+    return Piece(a.labels + b.labels, min(a.x0, b.x0), max(a.x1, b.x1), min(a.y0, b.y0), max(a.y1, b.y1))
+
+
+def attach_fragments(pieces: list[Piece], fraction: float = FRAGMENT_HEIGHT) -> list[Piece]:
+    """Join every piece shorter than ``fraction`` of the tallest one to its nearest neighbour along x.
+
+    Digits of one number have about the same height; a short piece is a stroke that came loose (the
+    bar of a "5" often does not touch the body) rather than a digit of its own.
+    """
+    pieces = sorted(pieces, key=lambda p: p.x0)
+    while len(pieces) > 1:
+        tallest = max(p.height for p in pieces)
+        short = [i for i, p in enumerate(pieces) if p.height < fraction * tallest]
+        if not short:
+            break
+        i = short[0]
+        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(pieces)]
+
+        def gap(j: int) -> int:  # columns between the two pieces (negative when they overlap)
+            return max(pieces[i].x0, pieces[j].x0) - min(pieces[i].x1, pieces[j].x1)
+
+        j = min(neighbours, key=gap)
+        joined = _join(pieces[i], pieces[j])
+        pieces = [p for k, p in enumerate(pieces) if k not in (i, j)] + [joined]
+        pieces.sort(key=lambda p: p.x0)
+    return pieces
+
+
+def thinnest_column(mask: np.ndarray, zone: tuple[float, float] = SPLIT_ZONE) -> int:
+    """Column index, within the middle ``zone`` of ``mask``'s width, where the ink is thinnest.
+
+    Two touching digits are joined by a short bridge of ink; the column crossing it has less ink than
+    columns crossing either digit. Ties go to the column nearest the middle.
+    """
+    width = mask.shape[1]
+    lo, hi = int(zone[0] * width), max(int(zone[1] * width), int(zone[0] * width) + 1)
+    ink = mask[:, lo:hi].sum(axis=0).astype(np.float64)
+    distance_from_middle = np.abs(np.arange(lo, hi) - width / 2) / width
+    return lo + int(np.argmin(ink + 1e-3 * distance_from_middle))
+
+
+def split_touching(labels: np.ndarray, piece: Piece, reference_height: float, max_aspect: float = MAX_ASPECT) -> list[Piece]:
+    """Cut a piece too wide for one digit at its thinnest column, recursively."""
+    height = max(piece.height, reference_height)
+    if piece.width <= max_aspect * height or piece.width < 4:
+        return [piece]
+    cut = piece.x0 + thinnest_column(_piece_mask(labels, piece)[piece.y0 : piece.y1])
+    parts = []
+    for x0, x1 in ((piece.x0, cut), (cut, piece.x1)):
+        part = _fit_rows(labels, Piece(piece.labels, x0, x1))
+        if part is not None:
+            parts.extend(split_touching(labels, part, reference_height, max_aspect))
+    return parts
+
+
+def segment_number(image) -> list[DigitCrop]:
+    """A picture of a written number -> its digits, left to right, each as an MNIST-like ``(28, 28)``.
+
+    Raises :class:`~cnnlab.preprocess.NoDigitError` on a blank picture.
+    """
+    ink = to_ink(to_gray(image))
+    mask = ink_mask(ink)  # specks already dropped
+    ink = clean_ink(ink, mask)
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    pieces = attach_fragments(merge_broken_strokes(find_components(labels, count)))
+    reference_height = float(np.median([p.height for p in pieces]))
+    pieces = [part for piece in pieces for part in split_touching(labels, piece, reference_height)]
+    pieces.sort(key=lambda p: (p.x0 + p.x1) / 2)
+
+    digits = []
+    for piece in pieces:
+        own = np.zeros_like(mask)
+        own[:, piece.x0 : piece.x1] = _piece_mask(labels, piece)
+        # Grown by a pixel so the anti-aliased edge of each stroke comes along, as in clean_ink.
+        region = ink * grow_by_one(own)
+        region[:, : piece.x0] = 0
+        region[:, piece.x1 :] = 0
+        digits.append(DigitCrop(digit_from_ink(region), (piece.x0, piece.y0, piece.x1, piece.y1)))
+    return digits
+
+
+def read_number(model, image) -> NumberReading:
+    """Segment ``image`` and classify every digit with ``model.predict_proba`` (one batch)."""
+    crops = segment_number(image)
+    probabilities = np.asarray(model.predict_proba(as_batch([c.image for c in crops])))
+    readings = [
+        DigitReading(int(p.argmax()), float(p.max()), crop.box, p, crop.image)
+        for crop, p in zip(crops, probabilities)
+    ]
+    return NumberReading("".join(str(r.label) for r in readings), readings)
