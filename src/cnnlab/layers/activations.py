@@ -45,9 +45,6 @@ class _Activation(Layer):
         super().__init__(name)
         self._cache = None
 
-    def get_config(self) -> dict:
-        return {"name": self.name} if self.name is not None else {}
-
     def forward(self, x, training: bool = False):
         self.check_input(x)
         y, cache = self._forward(x)
@@ -95,7 +92,7 @@ class LeakyReLU(_Activation):
         self.alpha = _check_alpha("LeakyReLU", alpha)
 
     def get_config(self) -> dict:
-        return {"alpha": self.alpha, **super().get_config()}
+        return {"alpha": self.alpha}
 
     def _forward(self, x):
         xp = array_module(x)
@@ -115,7 +112,7 @@ class ELU(_Activation):
         self.alpha = _check_alpha("ELU", alpha)
 
     def get_config(self) -> dict:
-        return {"alpha": self.alpha, **super().get_config()}
+        return {"alpha": self.alpha}
 
     def _forward(self, x):
         xp = array_module(x)

@@ -56,8 +56,6 @@ class Dense(Layer):
     def get_config(self) -> dict:
         config = {"units": self.units, "use_bias": self.use_bias,
                   "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
-        if self.name is not None:
-            config["name"] = self.name
         return config
 
     def forward(self, x, training: bool = False):
@@ -77,4 +75,6 @@ class Dense(Layer):
         self.grads["W"] = self._x.T @ grad_out
         if self.use_bias:
             self.grads["b"] = grad_out.sum(axis=0)
+        if not self.needs_input_grad:  # first layer: dL/dx (the data) is never used
+            return None
         return grad_out @ self.params["W"].T

@@ -47,8 +47,6 @@ class Dropout(Layer):
 
     def get_config(self) -> dict:
         config = {"rate": self.rate, "seed": self.seed}
-        if self.name is not None:
-            config["name"] = self.name
         return config
 
     def forward(self, x, training: bool = False):

@@ -12,8 +12,8 @@ variance uses the unbiased batch variance (dividing by m − 1) — PyTorch's co
 running averages, so a prediction does not depend on the rest of its batch.
 
 Parameters and buffers: ``gamma`` and ``beta`` are parameters (in ``params``, trained, never decayed).
-``running_mean`` and ``running_var`` are *buffers*: state that is not trained, kept in a separate dict
-``self.buffers`` so the optimizer never sees it, while the model file saves and restores it alongside the
+``running_mean`` and ``running_var`` are *buffers*: state that is not trained, kept in the separate dict
+``self.buffers`` (see :class:`~cnnlab.layers.base.Layer`) so the optimizer never sees it, while the model file saves and restores it alongside the
 parameters.
 
 Backward (the compact closed form, with sums over the m values of a channel and G = dL/dy)::
@@ -44,7 +44,6 @@ class BatchNorm(Layer):
             raise ConfigError(f"BatchNorm: eps must be a positive number, received {eps!r}")
         self.momentum = float(momentum)
         self.eps = float(eps)
-        self.buffers: dict[str, np.ndarray] = {}
         self._cache = None  # (x̂, 1/√(σ²+ε)) from the last training forward pass
 
     def compute_output_shape(self, input_shape):
@@ -65,8 +64,6 @@ class BatchNorm(Layer):
 
     def get_config(self) -> dict:
         config = {"momentum": self.momentum, "eps": self.eps}
-        if self.name is not None:
-            config["name"] = self.name
         return config
 
     @staticmethod
@@ -116,5 +113,7 @@ class BatchNorm(Layer):
         dgamma = (grad_out * x_hat).sum(axis=axes)
         self.grads["gamma"] = dgamma
         self.grads["beta"] = dbeta
+        if not self.needs_input_grad:
+            return None
         scale = self.params["gamma"].reshape(bshape) * inv_std / m
         return scale * (m * grad_out - dbeta.reshape(bshape) - x_hat * dgamma.reshape(bshape))

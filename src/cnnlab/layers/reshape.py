@@ -22,9 +22,6 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
-    def get_config(self) -> dict:
-        return {"name": self.name} if self.name is not None else {}
-
     def forward(self, x, training: bool = False):
         self.check_input(x)
         if training:
