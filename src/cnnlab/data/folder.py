@@ -1,0 +1,133 @@
+"""A user's own images, one sub-folder per class (the ImageFolder convention)::
+
+    my-digits/                 or      my-digits/train/<class>/...   and   my-digits/test/<class>/...
+      0/  a.png b.jpg ...
+      1/  ...
+
+Class names are the sub-folder names, sorted (so ``"0"``..``"9"`` get labels 0..9). Images may have any
+size and format Pillow reads. Three ways to turn them into arrays:
+
+* ``"digit"``: the same preprocessing as the digit recogniser (:func:`cnnlab.preprocess.prepare_digit`:
+  gray, light ink on dark, cropped, centred by mass in 28x28) -> ``(N, 1, 28, 28)``. Use it for handwritten
+  digits so they look like MNIST to the network.
+* ``"gray"``: plain grayscale, resized -> ``(N, 1, H, W)`` (default 28x28).
+* ``"rgb"``: colour, resized with Pillow -> ``(N, 3, H, W)`` (default 32x32, CIFAR-10's size).
+* ``"auto"`` (default): ``"digit"`` when every picture is grayscale, else ``"rgb"``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .dataset import Dataset
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
+MODES = ("auto", "digit", "gray", "rgb")
+GRAY_PIL_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+DEFAULT_SIZES = {"digit": (28, 28), "gray": (28, 28), "rgb": (32, 32)}
+
+
+def class_folders(root: Path) -> list[Path]:
+    """Sub-folders of ``root`` (hidden ones skipped), sorted by name."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def split_root(root: Path, split: str) -> Path:
+    """``root/<split>`` when the folder has ``train/`` and ``test/``; the folder itself for ``"train"``."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        if split not in ("train", "test"):
+            raise DataError(f"{root}: split must be 'train' or 'test', got {split!r}")
+        return root / split
+    if split != "train":
+        raise DataError(
+            f"{root} has no train/ and test/ sub-folders, so only split 'train' (all images) exists, "
+            f"got {split!r}; make a validation set with cnnlab.data.splits.train_val_split"
+        )
+    return root
+
+
+def _open(path: Path, header_only: bool = False):
+    """Open a picture with Pillow (fully decoded unless ``header_only``); unreadable -> DataError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        if not header_only:
+            image.load()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from exc
+    return image
+
+
+def _peek_mode(path: Path) -> str:
+    with _open(path, header_only=True) as image:
+        return image.mode
+
+
+def _convert(image, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """One picture -> uint8 ``(C, H, W)``."""
+    from PIL import Image
+
+    if mode == "digit":
+        from ..preprocess import prepare_digit  # lazy: the digit pipeline is its own module
+
+        digit = np.asarray(prepare_digit(image), dtype=np.float32)
+        return np.rint(np.clip(digit, 0.0, 1.0) * 255.0).astype(np.uint8)[None]
+    height, width = size
+    if mode == "gray":
+        return np.asarray(image.convert("L").resize((width, height), Image.BILINEAR), dtype=np.uint8)[None]
+    rgb = image.convert("RGB").resize((width, height), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    split: str = "train",
+    mode: str = "auto",
+    size: tuple[int, int] | int | None = None,
+) -> Dataset:
+    """Load ``path`` (one sub-folder per class) as a :class:`Dataset` of uint8 ``(N, C, H, W)`` images.
+
+    ``size`` is ``(H, W)`` or one int for a square; it does not apply to ``"digit"`` (always 28x28).
+    """
+    root = Path(path).expanduser()
+    if mode not in MODES:
+        raise DataError(f"unknown folder mode {mode!r}; expected one of {MODES}")
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist (expected one sub-folder per class)")
+    base = split_root(root, split)
+    classes = class_folders(base)
+    if not classes:
+        raise DataError(f"{base}: no class sub-folders; expected one sub-folder per class holding its images")
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, folder in enumerate(classes):
+        found = image_files(folder)
+        if not found:
+            raise DataError(f"{folder}: class {folder.name!r} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        files += found
+        labels += [label] * len(found)
+    if mode == "auto":  # headers only: the pixel data is decoded once, below
+        mode = "digit" if all(_peek_mode(f) in GRAY_PIL_MODES for f in files) else "rgb"
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(size) if size is not None else DEFAULT_SIZES[mode]
+    # One file at a time (decoding is per file by nature); the pixels themselves are never looped over.
+    arrays = [_convert(_open(f), mode, size) for f in files]
+    return Dataset(
+        images=np.stack(arrays),
+        labels=np.asarray(labels, dtype=np.int64),
+        class_names=tuple(c.name for c in classes),
+        name=f"folder:{root}",
+        split=split,
+        source=base,
+        verified=False,
+    )

@@ -1,0 +1,226 @@
+"""``load_dataset(name, split)``: find the files, download them if missing, verify, decode.
+
+The search order for a named dataset is ``<data folder>/<name>/`` (see :mod:`cnnlab.data.paths`), then
+system copies such as ``/usr/share/datasets/fashion-mnist``. A file whose payload does not match its
+SHA-256 is never returned as data: in the data folder it is reported and replaced by a fresh download,
+elsewhere (a read-only copy) it is an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from . import cifar, verify
+from .dataset import Dataset
+from .download import fetch, mirror_urls, missing_files_message
+from .idx import check_pair, parse_idx, read_payload
+from .paths import data_root, dataset_dirs, find_file
+from .registry import FOLDER_PREFIX, DatasetSpec, check_split, get_spec
+
+SUMS_NAME = "SHA256SUMS"
+
+
+# -- finding files ---------------------------------------------------------------------------------
+
+def locate(spec: DatasetSpec, split: str, data_dir=None) -> Path | None:
+    """The first folder holding every file of ``split`` (for CIFAR-10: the folder of the ``.bin`` files)."""
+    for folder in dataset_dirs(spec.name, data_dir):
+        if spec.kind == "cifar":
+            found = cifar.find_batch_folder(folder, spec.files(split))
+            if found is not None:
+                return found
+        elif all(find_file(folder, f) is not None for f in spec.files(split)):
+            return folder
+    return None
+
+
+# -- reading and verifying -------------------------------------------------------------------------
+
+def _read_idx_split(spec: DatasetSpec, split: str, folder: Path, check: bool) -> Dataset:
+    images_name, labels_name = spec.files(split)
+    arrays = []
+    for fname in (images_name, labels_name):
+        path = find_file(folder, fname)
+        payload = read_payload(path)
+        if check:
+            verify.verify_payload(path, payload, spec.sha256[fname])
+        arrays.append((parse_idx(payload, path), path))
+    (images, images_path), (labels, labels_path) = arrays
+    check_pair(images, labels, len(spec.class_names), images_path, labels_path)
+    if images.shape[1:] != spec.sample_shape[1:]:
+        raise DataError(f"{images_path}: expected images of {spec.sample_shape[1:]}, got {images.shape[1:]}")
+    return Dataset(
+        images=images[:, None],  # add the channel axis: (N, 28, 28) -> (N, 1, 28, 28), a view
+        labels=labels.astype(np.int64),
+        class_names=spec.class_names,
+        name=spec.name,
+        split=split,
+        source=folder,
+        verified=check,
+    )
+
+
+def _read_cifar_split(spec: DatasetSpec, split: str, folder: Path, check: bool) -> Dataset:
+    sums = verify.read_sums(folder / SUMS_NAME) if check else {}
+    parts = []
+    for fname in spec.files(split):
+        path = folder / fname
+        payload = path.read_bytes()
+        if fname in sums:
+            verify.verify_payload(path, payload, sums[fname])
+        parts.append(cifar.parse_cifar_batch(payload, path, len(spec.class_names)))
+    return Dataset(
+        images=np.concatenate([p[0] for p in parts]),
+        labels=np.concatenate([p[1] for p in parts]),
+        class_names=spec.class_names,
+        name=spec.name,
+        split=split,
+        source=folder,
+        verified=check and all(f in sums for f in spec.files(split)),
+    )
+
+
+def _is_writable_cache(spec: DatasetSpec, path: Path, data_dir) -> bool:
+    """Files we may delete and download again: those inside ``<data folder>/<name>/``."""
+    own = (data_root(data_dir) / spec.name).resolve()
+    return own in path.resolve().parents and os.access(path.parent, os.W_OK)
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    mirror: str | Sequence[str] | None = None,
+    progress: bool = True,
+    verify_checksums: bool = True,
+    mode: str = "auto",
+    image_size: tuple[int, int] | int | None = None,
+) -> Dataset:
+    """Load a dataset by name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"`` or ``"folder:PATH"``.
+
+    Returns a :class:`Dataset` with uint8 images ``(N, C, H, W)`` (MNIST: ``(N, 1, 28, 28)``; CIFAR-10:
+    ``(N, 3, 32, 32)``) and int64 labels ``(N,)``. A missing dataset is downloaded when ``download``
+    (from ``mirror`` / ``$CNNLAB_MIRROR`` / the public mirrors). ``mode`` and ``image_size`` only apply to
+    folders (see :func:`cnnlab.data.folder.load_image_folder`).
+    """
+    if name.startswith(FOLDER_PREFIX):
+        from .folder import load_image_folder
+
+        return load_image_folder(name[len(FOLDER_PREFIX):], split, mode=mode, size=image_size)
+    spec = get_spec(name)
+    check_split(spec, split)
+    reader = _read_cifar_split if spec.kind == "cifar" else _read_idx_split
+    folder = locate(spec, split, data_dir)
+    if folder is None:
+        if not download:
+            raise DataError(missing_files_message(spec, data_root(data_dir) / spec.name, "download disabled"))
+        download_dataset(spec.name, data_dir, mirror=mirror, progress=progress)
+        folder = locate(spec, split, data_dir)
+    try:
+        return reader(spec, split, folder, verify_checksums)
+    except verify.ChecksumError as exc:
+        if not (download and _is_writable_cache(spec, exc.path, data_dir)):
+            raise
+        verify.warn_corrupt(exc.path, exc.expected, exc.actual)
+        exc.path.unlink()
+        download_dataset(spec.name, data_dir, mirror=mirror, progress=progress)
+        return reader(spec, split, locate(spec, split, data_dir), verify_checksums)
+
+
+# -- downloading -----------------------------------------------------------------------------------
+
+def _check_idx(fname: str, expected: str):
+    def check(tmp: Path) -> None:
+        actual = verify.sha256_hex(read_payload(tmp))
+        if actual != expected:
+            raise verify.ChecksumError(Path(fname), expected, actual)
+
+    return check
+
+
+def _check_md5(fname: str, expected: str):
+    def check(tmp: Path) -> None:
+        actual = verify.md5_file(tmp)
+        if actual != expected:
+            raise DataError(f"{fname}: checksum mismatch: MD5 {actual}, expected {expected}")
+
+    return check
+
+
+def _existing_is_good(spec: DatasetSpec, path: Path) -> bool:
+    """Whether a file already in the data folder is the right one; a wrong one is reported and deleted."""
+    expected = spec.sha256[path.name.removesuffix(".gz")]
+    try:
+        verify.verify_payload(path, read_payload(path), expected)
+        return True
+    except verify.ChecksumError as exc:
+        verify.warn_corrupt(path, expected, exc.actual)
+    except DataError as exc:  # e.g. damaged gzip stream
+        verify.warn_corrupt(path, expected, f"unreadable: {exc}")
+    path.unlink()
+    return False
+
+
+def download_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    mirror: str | Sequence[str] | None = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> Path:
+    """Make sure every file of dataset ``name`` is in ``<data folder>/<name>/`` and verified.
+
+    Files already there and correct are kept; corrupt ones are reported and replaced. Returns the folder.
+    Raises :class:`DataError` saying which files to fetch and where to put them when no mirror works.
+    """
+    spec = get_spec(name)
+    target = data_root(data_dir) / spec.name
+    urls = mirror_urls(spec, mirror)
+    try:
+        if spec.archive:
+            _download_archive(spec, target, urls, progress, timeout)
+        else:
+            for fname in spec.files():
+                existing = find_file(target, fname)
+                if existing is not None and _existing_is_good(spec, existing):
+                    continue
+                fetch([f"{u}/{fname}.gz" for u in urls], target / f"{fname}.gz",
+                      _check_idx(fname, spec.sha256[fname]), progress=progress, timeout=timeout)
+    except DataError as exc:
+        raise DataError(missing_files_message(spec, target, str(exc))) from exc
+    except OSError as exc:  # e.g. a read-only data folder
+        raise DataError(f"cannot write dataset {spec.name!r} into {target}: {exc}") from exc
+    return target
+
+
+def _download_archive(spec: DatasetSpec, target: Path, urls, progress: bool, timeout: float) -> None:
+    """CIFAR-10: fetch (or reuse a hand-placed) archive, check its MD5, extract, record SHA256SUMS."""
+    from ..atomic import write_text
+
+    found = cifar.find_batch_folder(target, spec.files())
+    if found is not None and (found / SUMS_NAME).is_file():
+        return
+    archive = target / spec.archive
+    check = _check_md5(spec.archive, spec.archive_md5)
+    if archive.is_file():
+        try:
+            check(archive)
+        except DataError as exc:
+            verify.warn_corrupt(archive, spec.archive_md5, str(exc))
+            archive.unlink()
+    if not archive.is_file():
+        fetch([f"{u}/{spec.archive}" for u in urls], archive, check, progress=progress, timeout=timeout)
+    out = cifar.extract_batches(archive, target, spec.files())
+    sums = [f"{verify.sha256_hex((out / f).read_bytes())}  {f}" for f in spec.files()]
+    write_text(out / SUMS_NAME, "\n".join(sums) + "\n")
+    with contextlib.suppress(OSError):
+        archive.unlink()  # the .bin files and their digests are what we keep

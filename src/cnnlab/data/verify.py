@@ -1,0 +1,133 @@
+"""Checksums of dataset files, and a small record of files already verified.
+
+Hashing MNIST's 55 MB of payload costs tens of milliseconds, but a record keeps repeated loads from
+paying it at all: once a file's payload matched its digest we remember ``(path, size, mtime)`` — in memory
+for this process, and in ``<user cache>/verified.json`` for the next ones. Any change to the file (a new
+size or modification time) invalidates the record, so a replaced or damaged file is hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+from ..errors import DataError
+from .paths import user_cache_dir
+
+STAMP_NAME = "verified.json"
+
+_memo: dict[str, tuple[int, int, str]] = {}
+
+
+class ChecksumError(DataError):
+    """A file's payload does not match the SHA-256 digest known for it."""
+
+    def __init__(self, path: Path, expected: str, actual: str):
+        self.path, self.expected, self.actual = Path(path), expected, actual
+        super().__init__(
+            f"{path}: checksum mismatch: SHA-256 of the payload is {actual}, expected {expected}; "
+            "the file is corrupt or not the expected one: delete it and download it again"
+        )
+
+
+class CorruptFileWarning(UserWarning):
+    """A cached dataset file did not match its digest and is being replaced."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def md5_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _stamp_file() -> Path:
+    return user_cache_dir() / STAMP_NAME
+
+
+def _read_stamps() -> dict:
+    try:
+        return json.loads(_stamp_file().read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def is_recorded(path: Path, digest: str) -> bool:
+    """True when ``path``, unchanged since, was already verified against ``digest``."""
+    name, size, mtime = _key(path)
+    if _memo.get(name) == (size, mtime, digest):
+        return True
+    entry = _read_stamps().get(name)
+    if entry == [size, mtime, digest]:
+        _memo[name] = (size, mtime, digest)
+        return True
+    return False
+
+
+def record(path: Path, digest: str) -> None:
+    """Remember that ``path`` (as it is now) matched ``digest``. A read-only cache only loses the speed-up."""
+    from ..atomic import write_text
+
+    name, size, mtime = _key(path)
+    _memo[name] = (size, mtime, digest)
+    stamps = _read_stamps()
+    if stamps.get(name) == [size, mtime, digest]:
+        return
+    stamps[name] = [size, mtime, digest]
+    try:
+        write_text(_stamp_file(), json.dumps(stamps, indent=0, sort_keys=True))
+    except OSError:
+        pass
+
+
+def forget(path: Path) -> None:
+    """Drop the in-process record of ``path`` (the file record goes stale by itself when the file changes)."""
+    _memo.pop(str(Path(path).resolve()), None)
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    """Parse a ``SHA256SUMS`` file (``<hex>  <name>`` lines) into name -> digest; missing file -> {}."""
+    sums: dict[str, str] = {}
+    try:
+        text = path.read_text("utf-8")
+    except OSError:
+        return sums
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            sums[parts[1].lstrip("*")] = parts[0].lower()
+    return sums
+
+
+def warn_corrupt(path: Path, expected: str, actual: str) -> None:
+    warnings.warn(
+        f"{path}: corrupt (SHA-256 of its payload is {actual[:16]}..., expected {expected[:16]}...); "
+        "replacing it with a fresh download",
+        CorruptFileWarning,
+        stacklevel=3,
+    )
+
+
+def verify_payload(path: Path, payload: bytes, expected: str) -> None:
+    """Raise :class:`ChecksumError` unless ``payload`` (the bytes of ``path``, uncompressed) has ``expected``
+    as SHA-256. Skips the hashing when an unchanged ``path`` was verified before."""
+    if is_recorded(path, expected):
+        return
+    actual = sha256_hex(payload)
+    if actual != expected:
+        forget(path)
+        raise ChecksumError(path, expected, actual)
+    record(path, expected)
