@@ -70,10 +70,12 @@ def test_fixed_mask_makes_forward_deterministic_and_passes_gradcheck():
     layer = Dropout(0.4, seed=5)
     layer.build((3, 4, 4), np.random.default_rng(0), dtype=np.float64)
     x = np.random.default_rng(6).standard_normal((2, 3, 4, 4))
-    layer.fixed_mask = True
+    layer.freeze_mask(True)
     first = layer.forward(x, training=True)
     np.testing.assert_array_equal(layer.forward(x, training=True), first)
     assert check_layer(layer, x)["x"] < 1e-6
+    layer.freeze_mask(False)
+    assert not np.array_equal(layer.forward(x, training=True), first)
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, "0.5", True])

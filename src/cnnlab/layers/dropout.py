@@ -9,9 +9,9 @@ Randomness: a layer built with ``seed=None`` draws its masks from the generator 
 :meth:`build` (so one model seed reproduces a whole run); a layer given a ``seed`` owns its generator.
 :meth:`reseed` restarts the generator.
 
-Fixing the mask (for gradient checks and tests): set ``layer.fixed_mask = True`` and the mask drawn by
-the last training forward pass is reused by every following one of the same shape; ``False`` (the
-default) draws a fresh mask on every training forward pass.
+Fixing the mask (for gradient checks and tests): ``layer.freeze_mask(True)`` (or ``layer.fixed_mask =
+True``) and the mask drawn by the last training forward pass is reused by every following one of the same
+shape; ``freeze_mask(False)`` (the default state) draws a fresh mask on every training forward pass.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class Dropout(Layer):
     def init_params(self, rng):
         if self.seed is None:
             self.rng = rng  # share the model's generator
+
+    def freeze_mask(self, frozen: bool = True) -> None:
+        """Reuse the last training mask (``True``) or draw a fresh one per forward pass (``False``)."""
+        self.fixed_mask = bool(frozen)
 
     def reseed(self, seed) -> None:
         """Restart the mask generator from ``seed`` (an int or a Generator)."""
