@@ -1,0 +1,164 @@
+"""How good is a model, and where does it fail: accuracy, per-class accuracy, confusion, mistakes.
+
+Everything here starts from two integer arrays, the true labels and the predicted ones, both ``(N,)``.
+The confusion matrix ``C`` is ``(K, K)`` with ``C[t, p]`` = how many samples of true class ``t`` were
+predicted as ``p``: the diagonal holds the correct answers, so
+
+* accuracy            = trace(C) / N
+* per-class accuracy  = C[k, k] / Σ_p C[k, p]   (the recall of class k; NaN -> None for an absent class)
+
+It is computed without a Python loop with one ``bincount`` of ``t · K + p``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import to_numpy
+from .errors import ShapeError
+
+
+def confusion_matrix(true, pred, num_classes: int) -> np.ndarray:
+    """``(K, K)`` int64 counts, rows = true class, columns = predicted class."""
+    true = np.asarray(true, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    if true.shape != pred.shape or true.ndim != 1:
+        raise ShapeError(f"confusion_matrix: expected two label arrays of the same shape (N,), "
+                         f"received {true.shape} and {pred.shape}")
+    for what, a in (("true", true), ("predicted", pred)):
+        if a.size and (a.min() < 0 or a.max() >= num_classes):
+            raise ShapeError(f"confusion_matrix: {what} labels must be in [0, {num_classes - 1}], "
+                             f"received values from {a.min()} to {a.max()}")
+    return np.bincount(true * num_classes + pred, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
+    """Fraction of each true class predicted correctly (``None`` for a class with no sample)."""
+    totals = confusion.sum(axis=1)
+    correct = np.diag(confusion)
+    return [float(c / t) if t else None for c, t in zip(correct, totals)]
+
+
+@dataclass
+class Evaluation:
+    """The result of :func:`evaluate_predictions`; ``to_json()`` gives the ``cnnlab evaluate --json`` object.
+
+    Attributes:
+        accuracy: fraction correct, in [0, 1].
+        n: number of samples.
+        per_class: accuracy of each true class (``None`` if absent), length K.
+        confusion: ``(K, K)`` int64 counts, rows true, columns predicted.
+        misclassified: indices (into the evaluated set) of the wrong predictions, ascending.
+        predictions: predicted class of every sample ``(N,)``.
+        labels: true class of every sample ``(N,)``.
+        class_names: the K class names.
+        loss: mean loss on the set, when it was computed.
+    """
+
+    accuracy: float
+    n: int
+    per_class: list
+    confusion: np.ndarray
+    misclassified: np.ndarray
+    predictions: np.ndarray
+    labels: np.ndarray
+    class_names: tuple = field(default_factory=tuple)
+    loss: float | None = None
+
+    def to_json(self) -> dict:
+        return {"accuracy": self.accuracy, "n": self.n, "per_class": self.per_class,
+                "confusion": self.confusion.tolist()}
+
+    def report(self) -> str:
+        """Human-readable text: accuracy, per-class accuracy, the confusion matrix."""
+        names = [str(c) for c in self.class_names] or [str(k) for k in range(len(self.per_class))]
+        wrong = self.n - int(np.trace(self.confusion))
+        lines = [f"accuracy: {self.accuracy:.2%} ({self.n - wrong:,} of {self.n:,} correct, {wrong:,} wrong)"]
+        if self.loss is not None:
+            lines.append(f"loss: {self.loss:.4f}")
+        lines.append("")
+        lines.append("per-class accuracy:")
+        width = max(map(len, names))
+        for name, acc, total in zip(names, self.per_class, self.confusion.sum(axis=1)):
+            shown = "   n/a" if acc is None else f"{acc:7.2%}"
+            lines.append(f"  {name:<{width}}  {shown}  ({total:,} samples)")
+        lines.append("")
+        lines.append("confusion matrix (rows: true class, columns: predicted class):")
+        lines.append(format_confusion(self.confusion, names))
+        return "\n".join(lines)
+
+
+def format_confusion(confusion: np.ndarray, names) -> str:
+    """The confusion matrix as an aligned text table with class names on both axes."""
+    labels = [str(n)[:10] for n in names]
+    cell = max(max(len(str(int(confusion.max(initial=0)))), 1), *(len(s) for s in labels)) + 1
+    head_w = max(map(len, labels)) + 1
+    rows = [" " * head_w + "".join(f"{s:>{cell}}" for s in labels)]
+    for name, row in zip(labels, confusion):
+        rows.append(f"{name:<{head_w}}" + "".join(f"{int(v):>{cell}}" for v in row))
+    return "\n".join(rows)
+
+
+def evaluate_predictions(labels, predictions, num_classes: int, class_names=(), loss=None) -> Evaluation:
+    """Build an :class:`Evaluation` from true and predicted labels ``(N,)``."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    confusion = confusion_matrix(labels, predictions, num_classes)
+    n = int(labels.size)
+    return Evaluation(
+        accuracy=float(np.trace(confusion) / n) if n else float("nan"),
+        n=n,
+        per_class=per_class_accuracy(confusion),
+        confusion=confusion,
+        misclassified=np.flatnonzero(labels != predictions),
+        predictions=predictions,
+        labels=labels,
+        class_names=tuple(class_names),
+        loss=loss,
+    )
+
+
+def evaluate_model(model, x, labels, class_names=(), batch_size: int = 1000, loss=None,
+                   transform=None) -> Evaluation:
+    """Run ``model`` on inputs ``x`` and compare with ``labels`` ``(N,)``; inference mode, in batches.
+
+    ``x`` is ``(N, *input_shape)`` float, or anything ``transform`` turns batch by batch into that (uint8
+    images and a preprocessing function: the whole set is never converted to float at once).
+    ``loss`` (a :class:`~cnnlab.losses.Loss`) adds the mean loss to the result.
+    """
+    labels = np.asarray(labels)
+    if len(x) != len(labels):
+        raise ShapeError(f"evaluate: {len(x)} inputs but {len(labels)} labels")
+    num_classes = int(model.output_shape[-1])
+    if num_classes == 1:  # a single sigmoid unit: class 1 when the output is above 0.5
+        num_classes = 2
+    total_loss = 0.0
+    preds = []
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
+        if transform is not None:
+            xb = transform(xb)
+        if loss is not None:
+            value, out = model.loss_and_output(xb, yb, loss)
+            total_loss += value * len(xb)
+            from_logits = model._fused_stop(loss) is not None
+        else:
+            out, from_logits = model.forward(xb), False
+        preds.append(predicted_classes(to_numpy(out), from_logits))
+    predictions = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    mean_loss = total_loss / len(x) if loss is not None and len(x) else None
+    return evaluate_predictions(labels, predictions, num_classes, class_names, mean_loss)
+
+
+def predicted_classes(out, from_logits: bool = False):
+    """Class index per row of network outputs ``(N, K)``.
+
+    The argmax is the same for logits and probabilities. A single output unit (binary classification)
+    means class 1 above probability 0.5, i.e. above logit 0.
+    """
+    if out.shape[1] == 1:
+        return (out[:, 0] > (0.0 if from_logits else 0.5)).astype(np.int64)
+    return out.argmax(axis=1)

@@ -1,0 +1,373 @@
+"""The training loop: mini-batch gradient descent, epoch after epoch, watched by callbacks.
+
+One epoch::
+
+    order = rng.permutation(N)                      # a new shuffle every epoch, from one seeded generator
+    for each slice of `batch_size` indices:
+        x = preprocess(images[slice])               # uint8 -> float32 (and augmentation), this batch only
+        loss, logits = model.train_step(x, y, loss_fn, optimizer)   # forward, backward, update
+        running cost / accuracy += ...              # from the logits train_step returns: no extra pass
+    validation cost and accuracy                    # one inference pass over the validation set
+
+The four classic monitors (Nielsen, ch. 3) are training cost, training accuracy, validation cost and
+validation accuracy; each can be switched off. The training ones are running averages over the epoch (the
+weights change while they are measured — free, and what Keras reports); ``full_train_eval=True`` measures
+them instead on the whole training set after the epoch, at the price of one more pass.
+
+Everything else — the progress bar, the per-epoch line, early stopping, the run folder — is a
+:class:`Callback`, so ``fit`` stays a loop you can read in one screen.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import make_rng
+from .config import MONITORS
+from .errors import ConfigError, NumericalError, ShapeError
+from .evaluate import evaluate_model, predicted_classes
+
+#: Pixels in [0, 1], no centring: what every model trained on the built-in datasets expects.
+DEFAULT_PREPROCESSING = {"scale": 1 / 255, "mean": 0.0, "std": 1.0}
+
+
+# -- data to network inputs ------------------------------------------------------------------------
+def to_inputs(images, preprocessing: dict | None = None, input_shape=None):
+    """uint8 images ``(N, C, H, W)`` -> float32 network inputs ``(N, *input_shape)``.
+
+    ``x = (images · scale − mean) / std`` with the model's preprocessing (default: ÷255). Float images
+    are taken to be already scaled. An MLP built for ``(784,)`` gets the images flattened.
+    """
+    pre = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
+    if images.dtype == np.uint8:
+        x = images.astype(np.float32)
+        x *= np.float32(pre["scale"])
+    else:
+        x = images.astype(np.float32, copy=False)
+    return _normalise(x, pre, input_shape)
+
+
+def _normalise(x, pre: dict, input_shape):
+    if pre.get("mean"):
+        x = x - np.float32(pre["mean"])
+    if pre.get("std", 1.0) != 1.0:
+        x = x / np.float32(pre["std"])
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        if math.prod(x.shape[1:]) != math.prod(input_shape):
+            raise ShapeError(f"the data has samples of shape {tuple(x.shape[1:])}, the model expects "
+                             f"{tuple(input_shape)}")
+        x = x.reshape(len(x), *input_shape)
+    return x
+
+
+def _arrays(data, name: str):
+    """(images or inputs, int labels) from a Dataset or an ``(x, y)`` pair."""
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        return data.images, np.asarray(data.labels)
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: expected a Dataset or an (x, y) pair, received {type(data).__name__}") from None
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ShapeError(f"{name}: {len(x)} samples but {len(y)} labels")
+    return x, y
+
+
+# -- history ------------------------------------------------------------------------------------------
+@dataclass
+class History:
+    """What happened, one row per epoch: ``epoch`` (1-based), ``train_cost``, ``train_accuracy``,
+    ``val_cost``, ``val_accuracy`` (``None`` when switched off), ``lr``, ``seconds``.
+
+    ``history["val_accuracy"]`` gives a column as a list; ``stop_reason`` is ``"completed"``,
+    ``"early_stop"``, ``"interrupted"`` or ``"diverged"``.
+    """
+
+    rows: list[dict] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def __getitem__(self, key: str) -> list:
+        return [row.get(key) for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def epochs_done(self) -> int:
+        return self.rows[-1]["epoch"] if self.rows else 0
+
+    @property
+    def best(self) -> dict | None:
+        """The row with the highest validation accuracy (the first one on ties), or ``None``."""
+        scored = [r for r in self.rows if r.get("val_accuracy") is not None]
+        return max(scored, key=lambda r: r["val_accuracy"]) if scored else None
+
+    def plot(self, title: str | None = None):
+        """Learning curves as a matplotlib Figure (shown inline in a notebook)."""
+        from .plots import curves_figure
+
+        return curves_figure(self, title)
+
+
+# -- callbacks ------------------------------------------------------------------------------------------
+class Callback:
+    """Hooks called by :func:`fit`; ``state`` is the :class:`TrainingState` (model, optimizer, history...)."""
+
+    def on_train_begin(self, state) -> None: ...
+
+    def on_epoch_begin(self, state, epoch: int, n_batches: int) -> None: ...
+
+    def on_batch_end(self, state, batch: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, state, row: dict) -> bool | None:
+        """Return True to stop training after this epoch."""
+
+    def on_train_end(self, state) -> None: ...
+
+
+@dataclass
+class TrainingState:
+    """What callbacks can see: the objects being trained and how far training has gone."""
+
+    model: object
+    optimizer: object
+    loss: object
+    rng: np.random.Generator
+    history: History
+    epochs: int
+    epoch: int = 0  # the epoch running now (1-based); 0 before the first
+    error: str | None = None
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with the running mean loss (refreshed every ``every`` batches)."""
+
+    def __init__(self, every: int = 10, file=None):
+        self.every = every
+        self.file = file
+        self.bar = None
+
+    def on_epoch_begin(self, state, epoch, n_batches):
+        from tqdm.auto import tqdm
+
+        self.total, self.count = 0.0, 0
+        self.bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{state.epochs}", unit="batch", leave=False,
+                        file=self.file or sys.stderr, dynamic_ncols=True)
+
+    def on_batch_end(self, state, batch, loss):
+        self.total += loss
+        self.count += 1
+        if self.count % self.every == 0:
+            self.bar.set_postfix_str(f"loss {self.total / self.count:.4f}", refresh=False)
+            self.bar.update(self.every)
+
+    def on_epoch_end(self, state, row):
+        self.close()
+
+    def on_train_end(self, state):
+        self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def format_row(row: dict, epochs: int) -> str:
+    """``epoch  3/10  train cost 0.1234 acc 96.51%  val cost 0.1010 acc 97.02%  lr 1.0e-03  12.3 s``."""
+    width = len(str(epochs))
+    parts = [f"epoch {row['epoch']:>{width}}/{epochs}"]
+    for split in ("train", "val"):
+        cost, acc = row.get(f"{split}_cost"), row.get(f"{split}_accuracy")
+        if cost is None and acc is None:
+            continue
+        text = split
+        if cost is not None:
+            text += f" cost {cost:.4f}"
+        if acc is not None:
+            text += f" acc {acc:.2%}"
+        parts.append(text)
+    parts.append(f"lr {row['lr']:.1e}")
+    parts.append(f"{row['seconds']:.1f} s")
+    return "  ".join(parts)
+
+
+class EpochLog(Callback):
+    """One line per epoch with the monitors that are on and the epoch time."""
+
+    def __init__(self, echo=print):
+        self.echo = echo
+
+    def on_epoch_end(self, state, row):
+        self.echo(format_row(row, state.epochs))
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation accuracy has not improved for ``patience`` epochs (Nielsen's "no
+    improvement in 10 epochs"); needs the validation-accuracy monitor."""
+
+    def __init__(self, patience: int, echo=print):
+        if patience < 1:
+            raise ConfigError(f"early stopping: patience must be >= 1 epoch, received {patience!r}")
+        self.patience = patience
+        self.echo = echo
+
+    def on_epoch_end(self, state, row):
+        best = state.history.best
+        if best is None:
+            return False
+        waited = row["epoch"] - best["epoch"]
+        if waited >= self.patience:
+            self.echo(f"early stop: no improvement of validation accuracy for {waited} epochs "
+                      f"(best {best['val_accuracy']:.2%} at epoch {best['epoch']})")
+            return True
+        return False
+
+
+# -- the loop -------------------------------------------------------------------------------------------
+def make_batch_transform(preprocessing: dict | None, input_shape, augment=None, rng=None):
+    """uint8 batch -> float32 network input: scale, optional augmentation (drawing from ``rng``), normalise."""
+    pre = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
+    if augment is None:
+        return lambda images: to_inputs(images, pre, input_shape)
+
+    def transform(images):
+        # The augmentation works on pixels in [0, 1]; mean/std come after it.
+        x = augment(to_inputs(images, {**pre, "mean": 0.0, "std": 1.0}), rng)
+        return _normalise(x, pre, input_shape)
+
+    return transform
+
+
+def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int = 100, loss="crossentropy",
+        optimizer="adam", lr: float | None = None, schedule=None, augment=None, preprocessing=None,
+        monitors=None, full_train_eval: bool = False, seed: int = 0, rng=None, callbacks=(),
+        progress: bool = True, verbose: bool = True, early_stop: int | None = None,
+        initial_epoch: int = 0, history: History | None = None) -> History:
+    """Train ``model`` by mini-batch gradient descent; returns the :class:`History`.
+
+    Args:
+        train_data, val_data: a :class:`~cnnlab.data.Dataset` (uint8 images) or an ``(x, y)`` pair.
+        loss: a name (``"crossentropy"``, ``"quadratic"``, ...) or a Loss.
+        optimizer: a name (``"sgd"``, ``"momentum"``, ``"adam"``) with ``lr``, or an Optimizer.
+        schedule: a callable ``epoch (0-based) -> lr``, applied at the start of every epoch.
+        augment: a callable ``(x in [0, 1], rng) -> x`` (e.g. :class:`cnnlab.data.augment.Augmentation`).
+        preprocessing: ``{"scale", "mean", "std"}`` for uint8 images (default ÷255).
+        monitors: dict switching ``train_cost``, ``train_accuracy``, ``val_cost``, ``val_accuracy``.
+        seed / rng: the generator that shuffles and augments (an explicit ``rng`` wins).
+        initial_epoch, history: continue a run (``cnnlab.runs`` restores them from a checkpoint).
+
+    Raises :class:`~cnnlab.errors.NumericalError` when the loss becomes NaN or infinite (the message
+    says at which epoch and batch). Ctrl-C stops after the callbacks have saved what they keep; the
+    history then says ``stop_reason == "interrupted"``.
+    """
+    from .losses import get_loss
+    from .optim import Optimizer, get_optimizer
+
+    monitors = {m: True for m in MONITORS} | dict(monitors or {})
+    loss = get_loss(loss)
+    if not isinstance(optimizer, Optimizer):
+        optimizer = get_optimizer(optimizer, **({"lr": lr} if lr is not None else {}))
+    rng = rng if rng is not None else make_rng(seed)
+    images, labels = _arrays(train_data, "training data")
+    if len(images) == 0:
+        raise ConfigError("training data is empty")
+    val = _arrays(val_data, "validation data") if val_data is not None else None
+    transform = make_batch_transform(preprocessing, model.input_shape, augment, rng)
+    plain = make_batch_transform(preprocessing, model.input_shape)
+    from_logits = model._fused_stop(loss) is not None
+
+    callbacks = list(callbacks)
+    if progress:
+        callbacks.insert(0, ProgressBar())
+    if verbose:
+        callbacks.append(EpochLog())
+    if early_stop:
+        callbacks.append(EarlyStopping(early_stop))
+
+    state = TrainingState(model, optimizer, loss, rng, history or History(), epochs, initial_epoch)
+    n = len(images)
+    n_batches = -(-n // batch_size)
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    try:
+        for epoch in range(initial_epoch, epochs):
+            state.epoch = epoch + 1
+            if schedule is not None:
+                optimizer.lr = float(schedule(epoch))
+            start_time = time.perf_counter()
+            for cb in callbacks:
+                cb.on_epoch_begin(state, epoch + 1, n_batches)
+            order = rng.permutation(n)
+            total_loss, correct = 0.0, 0
+            for b in range(n_batches):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                yb = labels[idx]
+                try:
+                    value, out = model.train_step(transform(images[idx]), yb, loss, optimizer)
+                except NumericalError as exc:
+                    raise NumericalError(f"epoch {epoch + 1}, batch {b + 1}/{n_batches}: {exc}") from None
+                total_loss += value * len(idx)
+                if monitors["train_accuracy"] and not full_train_eval:
+                    correct += int((predicted_classes(out, from_logits) == yb).sum())
+                for cb in callbacks:
+                    cb.on_batch_end(state, b, value)
+            row = {"epoch": epoch + 1, "train_cost": None, "train_accuracy": None,
+                   "val_cost": None, "val_accuracy": None, "lr": optimizer.lr}
+            if full_train_eval and (monitors["train_cost"] or monitors["train_accuracy"]):
+                result = evaluate_model(model, images, labels, loss=loss, transform=plain)
+                row["train_cost"], row["train_accuracy"] = result.loss, result.accuracy
+            else:
+                row["train_cost"], row["train_accuracy"] = total_loss / n, correct / n
+            if val is not None and (monitors["val_cost"] or monitors["val_accuracy"]):
+                result = evaluate_model(model, val[0], val[1], loss=loss, transform=plain)
+                row["val_cost"], row["val_accuracy"] = result.loss, result.accuracy
+            for m in MONITORS:
+                if not monitors[m]:
+                    row[m] = None
+            row["seconds"] = time.perf_counter() - start_time
+            state.history.rows.append(row)
+            stop = False
+            for cb in callbacks:
+                stop = bool(cb.on_epoch_end(state, row)) or stop
+            if stop:
+                state.history.stop_reason = "early_stop"
+                break
+        else:
+            state.history.stop_reason = "completed"
+    except KeyboardInterrupt:
+        state.history.stop_reason = "interrupted"
+    except NumericalError as exc:
+        state.history.stop_reason = "diverged"
+        state.error = str(exc)
+        for cb in callbacks:
+            cb.on_train_end(state)
+        exc.history = state.history
+        raise
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return state.history
+
+
+def evaluate(model, dataset, batch_size: int = 1000, loss=None, preprocessing=None):
+    """Accuracy, per-class accuracy, confusion matrix and mistakes of ``model`` on a dataset.
+
+    ``dataset`` is a :class:`~cnnlab.data.Dataset` or an ``(x, y)`` pair; uint8 images are converted
+    batch by batch with ``preprocessing`` (default: the one stored in the model file, else ÷255).
+    Returns an :class:`~cnnlab.evaluate.Evaluation`.
+    """
+    from .losses import get_loss
+
+    images, labels = _arrays(dataset, "evaluation data")
+    if preprocessing is None:
+        preprocessing = getattr(model, "info", {}).get("preprocessing")
+    class_names = getattr(dataset, "class_names", None) or getattr(model, "info", {}).get("class_names", ())
+    transform = make_batch_transform(preprocessing, model.input_shape)
+    return evaluate_model(model, images, labels, class_names, batch_size,
+                          loss=get_loss(loss) if loss is not None else None, transform=transform)
