@@ -13,8 +13,9 @@ running averages, so a prediction does not depend on the rest of its batch.
 
 Parameters and buffers: ``gamma`` and ``beta`` are parameters (in ``params``, trained, never decayed).
 ``running_mean`` and ``running_var`` are *buffers*: state that is not trained, kept in the separate dict
-``self.buffers`` (see :class:`~cnnlab.layers.base.Layer`) so the optimizer never sees it, while the model file saves and restores it alongside the
-parameters.
+``self.buffers`` (see :class:`~cnnlab.layers.base.Layer`), so the optimizer never sees it while the model
+file (``Sequential.state_dict``) saves and restores it alongside the parameters. The running averages are
+updated in place, so arrays loaded into the buffers stay the ones the layer uses.
 
 Backward (the compact closed form, with sums over the m values of a channel and G = dL/dy)::
 
