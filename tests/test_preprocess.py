@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,20 +203,11 @@ def test_otsu_separates_two_levels_and_to_ink_detects_polarity():
     assert to_ink(1.0 - dark_on_light)[5, 5] == 1.0
 
 
-def mnist_test_images() -> np.ndarray | None:
-    root = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"))
-    path = root / "mnist" / "t10k-images-idx3-ubyte.gz"
-    if not path.is_file():
-        return None
-    with gzip.open(path) as f:
-        return np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-
-
 @pytest.mark.data
 def test_real_mnist_digits_are_left_almost_unchanged():
-    images = mnist_test_images()
-    if images is None:
-        pytest.skip("MNIST test images not found under $CNNLAB_DATA/mnist")
+    from test_segment import mnist_test_files, read_idx_gz
+
+    images = read_idx_gz(mnist_test_files()[0])
     # MNIST is already what the pipeline produces: it must be (nearly) a fixed point.
     errors = [np.abs(prepare_digit(img) - img / 255.0).mean() for img in images[:100]]
     assert float(np.mean(errors)) < 0.01, np.mean(errors)

@@ -76,7 +76,9 @@ def _open(source) -> Image.Image:
             return Image.open(source)
     except Image.DecompressionBombError as exc:  # Pillow's own limit, checked in open() for huge headers
         raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise ImageError("expected a PNG, JPEG, BMP, GIF or WebP image, but the data could not be read as one") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"expected a PNG, JPEG, BMP, GIF or WebP image, but it could not be read: {exc}") from exc
     raise ImageError(f"expected a path, bytes or a PIL image, received {type(source).__name__}")
 

@@ -1,0 +1,129 @@
+"""Picture in, JSON-ready answer out: what ``POST /api/predict`` and ``cnnlab predict --json`` return.
+
+No web framework here, so the command line and the server give the same answer for the same picture.
+:class:`Recognizer` wraps a model with a lock: one inference at a time, whatever the number of threads
+asking (the layers cache nothing in inference mode, but a lock makes that a guarantee rather than a
+promise kept by every layer; LeNet-5 answers in about a millisecond, so the lock costs little).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import numpy as np
+
+from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
+from ..segment import read_number
+
+NO_DIGIT_MESSAGE = "no digit found"
+
+
+def png_data_url(array: np.ndarray, scale: int = 1) -> str:
+    """``(H, W)`` array in ``[0, 1]`` -> ``"data:image/png;base64,..."`` (shown by the page as is)."""
+    return "data:image/png;base64," + base64.b64encode(to_png_bytes(array, scale)).decode("ascii")
+
+
+def top_k(probabilities: np.ndarray, k: int) -> list[dict]:
+    """The ``k`` most likely classes, most likely first: ``[{"label": 7, "probability": 0.98}, ...]``."""
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"label": int(i), "probability": round(float(probabilities[i]), 6)} for i in order]
+
+
+def model_inputs(model, digits: np.ndarray) -> np.ndarray:
+    """``(N, 28, 28)`` pixels/255 -> the network's input, applying the mean/std stored with the model."""
+    x = as_batch(digits)
+    info = (getattr(model, "info", None) or {}).get("preprocessing") or {}
+    mean, std = float(info.get("mean", 0.0)), float(info.get("std", 1.0))
+    if mean != 0.0 or std != 1.0:
+        x = (x - mean) / std
+    return x.astype(np.float32)
+
+
+def feature_map_images(maps: list[tuple[str, np.ndarray]], max_channels: int = 32) -> list[dict]:
+    """Feature maps of one picture -> ``[{"layer", "shape", "channels": [PNG data URLs]}]``.
+
+    Every channel of a layer is scaled by the same maximum, so a channel that barely reacts to this
+    drawing looks dark next to one that fires strongly (per-channel scaling would hide that).
+    """
+    out = []
+    for name, activations in maps:
+        channels = np.asarray(activations[0], dtype=np.float32)[:max_channels]  # (C, H, W), first picture
+        low = min(float(channels.min()), 0.0)
+        span = max(float(channels.max()) - low, 1e-6)
+        out.append(
+            {
+                "layer": name,
+                "shape": list(np.asarray(activations).shape[1:]),
+                "channels": [png_data_url((c - low) / span) for c in channels],
+            }
+        )
+    return out
+
+
+class Recognizer:
+    """A model, a lock, and the answers in the API's JSON shape."""
+
+    def __init__(self, model, top_k: int = 5):
+        self.model = model
+        self.top_k = top_k
+        self.lock = threading.Lock()
+
+    def probabilities(self, digits: np.ndarray) -> np.ndarray:
+        """``(N, 28, 28)`` prepared digits -> ``(N, K)`` probabilities."""
+        with self.lock:
+            return np.asarray(self.model.predict_proba(model_inputs(self.model, digits)), dtype=np.float64)
+
+    def recognize(self, picture, *, number: bool = False, features: bool = False, k: int | None = None) -> dict:
+        """The JSON answer for one picture (path, bytes or PIL image).
+
+        A blank picture is not an error: ``prediction`` is ``None`` and ``message`` says "no digit found"
+        (a page that predicts while you draw sees blank canvases all the time). Unreadable pictures raise
+        :class:`~cnnlab.preprocess.ImageError`.
+        """
+        k = self.top_k if k is None else k
+        picture = load_image(picture)  # decoded once, even when number mode reads it a second time
+        try:
+            digit = prepare_digit(picture)
+        except NoDigitError as exc:
+            result = {"prediction": None, "top_k": [], "probabilities": None, "processed": None, "message": str(exc)}
+            if number:
+                result.update({"number": None, "digits": []})
+            if features:
+                result["feature_maps"] = []
+            return result
+        p = self.probabilities(digit[None])[0]
+        result = {
+            "prediction": int(p.argmax()),
+            "top_k": top_k(p, k),
+            "probabilities": [round(float(v), 6) for v in p],
+            "processed": png_data_url(digit),
+        }
+        if features:
+            with self.lock:
+                maps = self.model.feature_maps(model_inputs(self.model, digit[None]))
+            result["feature_maps"] = feature_map_images(maps)
+        if number:
+            result.update(self.read_number(picture, k))
+        return result
+
+    def read_number(self, picture, k: int) -> dict:
+        """``{"number": "504192", "digits": [{"label", "probability", "top_k", "box", "processed"}]}``."""
+
+        class LockedModel:  # read_number calls predict_proba once, with every digit in one batch
+            predict_proba = staticmethod(lambda x: self.probabilities(x[:, 0]))
+
+        reading = read_number(LockedModel(), picture)
+        return {
+            "number": reading.text,
+            "digits": [
+                {
+                    "label": d.label,
+                    "probability": round(d.confidence, 6),
+                    "top_k": top_k(d.probabilities, k),
+                    "box": list(d.box),
+                    "processed": png_data_url(d.image),
+                }
+                for d in reading.digits
+            ],
+        }
