@@ -88,6 +88,17 @@ def _convert(image, mode: str, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
+def _convert_file(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    from ..errors import CnnlabError
+
+    try:
+        return _convert(_open(path), mode, size)
+    except DataError:
+        raise
+    except CnnlabError as exc:  # e.g. the digit pipeline finds no ink on a blank page
+        raise DataError(f"{path}: {exc}") from exc
+
+
 def load_image_folder(
     path: str | os.PathLike,
     split: str = "train",
@@ -121,7 +132,7 @@ def load_image_folder(
         size = (size, size)
     size = tuple(size) if size is not None else DEFAULT_SIZES[mode]
     # One file at a time (decoding is per file by nature); the pixels themselves are never looped over.
-    arrays = [_convert(_open(f), mode, size) for f in files]
+    arrays = [_convert_file(f, mode, size) for f in files]
     return Dataset(
         images=np.stack(arrays),
         labels=np.asarray(labels, dtype=np.int64),
