@@ -1,0 +1,94 @@
+"""TrainConfig: defaults, config files (TOML, YAML), overrides, validation, the resolved record."""
+
+import pytest
+
+from cnnlab.config import MONITORS, TrainConfig, read_config_file, resolved
+from cnnlab.errors import ConfigError
+
+
+def test_defaults_are_valid_and_lr_follows_the_optimizer():
+    config = TrainConfig()
+    assert config.arch == "lenet5" and config.dataset == "mnist"
+    assert config.monitors == {m: True for m in MONITORS}
+    assert config.learning_rate == 1e-3  # Adam's usual rate
+    assert TrainConfig(optimizer="sgd").learning_rate == 0.1
+    assert TrainConfig(optimizer="sgd", lr=3.0).learning_rate == 3.0
+
+
+def test_toml_file_with_dashes_lambda_and_tables(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'arch = "mlp:784-30-10"\n'
+        "batch-size = 10\n"
+        "lambda = 5.0\n"
+        'optimizer = "sgd"\n'
+        "lr = 0.5\n"
+        "[monitors]\n"
+        "train-accuracy = false\n"
+        "[arch_options]\n"
+        'output = "sigmoid"\n'
+    )
+    config = TrainConfig.from_file(path)
+    assert config.arch == "mlp:784-30-10"
+    assert config.batch_size == 10
+    assert config.lmbda == 5.0
+    assert config.monitors["train_accuracy"] is False and config.monitors["val_accuracy"] is True
+    assert config.arch_kwargs() == {"output": "sigmoid"}
+
+
+def test_yaml_file_and_command_line_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("arch: vgg-mini\nepochs: 5\nactivation: elu\nmonitors: [val_accuracy]\n")
+    config = TrainConfig.from_file(path)
+    assert config.epochs == 5 and config.arch_kwargs() == {"activation": "elu"}
+    assert config.monitors == {"train_cost": False, "train_accuracy": False, "val_cost": False,
+                               "val_accuracy": True}
+    # Command-line options override the file; None means "not given" and keeps the file's value.
+    merged = config.replace(epochs=2, batch_size=None, **{"batch-size": 32})
+    assert (merged.arch, merged.epochs, merged.batch_size) == ("vgg-mini", 2, 32)
+    assert config.epochs == 5  # replace returns a copy
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    ("epochz = 3\n", ".toml", "unknown option 'epochz'"),
+    ("epochs = [\n", ".toml", "invalid TOML"),
+    ("epochs: [1, \n", ".yaml", "invalid YAML"),
+    ("epochs = 3\n", ".ini", "must end in .toml"),
+])
+def test_bad_files_are_clear_errors(tmp_path, content, suffix, message):
+    path = tmp_path / f"run{suffix}"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_file(path)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        read_config_file("/no/such/file.toml")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"epochs": 0}, "epochs must be a positive integer, received 0"),
+    ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+    ({"lr": -1.0}, "lr must be a number >= 0"),
+    ({"lr": 0}, "lr must be > 0"),
+    ({"lmbda": 5.0, "weight_decay": 1e-4}, "not both"),
+    ({"monitors": {"test_accuracy": True}}, "unknown monitor"),
+    ({"val_split": 2.5}, "val_split must be a fraction"),
+    ({"seed": -1}, "seed must be a non-negative integer"),
+])
+def test_invalid_values_name_the_option(options, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**options)
+
+
+def test_resolved_record_has_versions_seed_and_derived_values():
+    import numpy as np
+
+    record = resolved(TrainConfig(seed=7, lmbda=5.0), weight_decay=1e-4, n_train=50_000)
+    assert record["config"]["seed"] == 7 and record["config"]["lmbda"] == 5.0
+    assert record["resolved"]["seed"] == 7 and record["resolved"]["weight_decay"] == 1e-4
+    assert record["versions"]["numpy"] == np.__version__
+    assert "python" in record["versions"] and "cnnlab" in record["versions"]
+    # The saved config can be read back as a TrainConfig (this is what --resume does).
+    assert TrainConfig.from_dict(record["config"]) == TrainConfig(seed=7, lmbda=5.0)
