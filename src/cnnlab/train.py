@@ -146,11 +146,15 @@ class TrainingState:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch with the running mean loss (refreshed every ``every`` batches)."""
+    """A tqdm bar per epoch with the running mean loss (refreshed every ``every`` batches).
 
-    def __init__(self, every: int = 10, file=None):
+    The bar is redrawn at most every ``mininterval`` seconds, so it costs nothing measurable per batch.
+    """
+
+    def __init__(self, every: int = 10, file=None, mininterval: float = 0.2):
         self.every = every
         self.file = file
+        self.mininterval = mininterval
         self.bar = None
 
     def on_epoch_begin(self, state, epoch, n_batches):
@@ -158,7 +162,7 @@ class ProgressBar(Callback):
 
         self.total, self.count = 0.0, 0
         self.bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{state.epochs}", unit="batch", leave=False,
-                        file=self.file or sys.stderr, dynamic_ncols=True)
+                        file=self.file or sys.stderr, dynamic_ncols=True, mininterval=self.mininterval)
 
     def on_batch_end(self, state, batch, loss):
         self.total += loss
