@@ -14,7 +14,7 @@ from cnnlab.optim import SGD, Adam
 
 def param_column(summary: str) -> list[str]:
     """The 'Param #' column of a summary table, one entry per layer row."""
-    return [line.split()[-1] for line in summary.splitlines() if re.match(r"^\S+ \(\w+\)", line)]
+    return [line.split()[-1] for line in summary.splitlines() if re.match(r"^\S+ \(\w+\)\s+\(None", line)]
 
 
 def test_keras_mnist_summary_counts():

@@ -94,6 +94,17 @@ def gradcheck(ctx, arch, input_shape, classes, batch, samples, tolerance, loss_n
     ctx.exit(0 if ok else 1)
 
 
+# -- commands that live next to their subsystem ----------------------------------------------------------
+def _register_subsystem_commands() -> None:
+    """Add the command groups defined beside the code they drive (data, training, recognition)."""
+    from .data.cli import data
+
+    cli.add_command(data)
+
+
+_register_subsystem_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     try:

@@ -1,0 +1,203 @@
+"""Training speed, cnnlab against PyTorch, side by side in one run.
+
+For each architecture both libraries train the same network (same initial weights, same batches, same
+optimizer, same thread count) over the same slice of MNIST; we time whole epochs, alternating the two
+libraries so machine noise hits both alike, and report the median images/s and the ratio
+cnnlab/PyTorch (> 1 means cnnlab is faster). Single-image inference latency is reported too.
+
+    python benchmarks/vs_torch.py                 # lenet5 and vgg-mini, 10,000 images, 3 epochs each
+    python benchmarks/vs_torch.py --quick         # 2,000 images, 2 epochs: about a minute
+    python benchmarks/vs_torch.py --json          # machine-readable
+    python benchmarks/vs_torch.py --profile lenet5   # where cnnlab's time goes, per layer
+
+Real MNIST is used when ``CNNLAB_DATA`` (or the cache) has it, random images otherwise (speed is the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+
+def load_images(n: int):
+    """First ``n`` MNIST training images as float32 (N, 1, 28, 28) and labels; random data if absent."""
+    try:
+        from cnnlab.data import load_dataset
+
+        data = load_dataset("mnist", split="train")
+        return data.images[:n].astype(np.float32) / 255.0, data.labels[:n].astype(np.int64), "MNIST"
+    except Exception:
+        rng = np.random.default_rng(0)
+        return rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n), "random"
+
+
+def make_optimizers(name, lr, torch_params):
+    import torch
+
+    from cnnlab.optim import SGD, Adam
+
+    if name == "adam":
+        return Adam(lr=lr), torch.optim.Adam(torch_params, lr=lr)
+    return SGD(lr=lr, momentum=0.9), torch.optim.SGD(torch_params, lr=lr, momentum=0.9)
+
+
+def cnnlab_epoch(model, opt, loss, x, y, batch):
+    for i in range(0, len(x), batch):
+        model.train_step(x[i:i + batch], y[i:i + batch], loss, opt)
+
+
+def torch_epoch(net, opt, x, y, batch):
+    import torch
+
+    lossf = torch.nn.CrossEntropyLoss()
+    for i in range(0, len(x), batch):
+        opt.zero_grad(set_to_none=True)
+        lossf(net(x[i:i + batch]), y[i:i + batch]).backward()
+        opt.step()
+
+
+def latency(fn, repeats=300):
+    for _ in range(20):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def bench_arch(arch, x, y, batch, optimizer, lr, epochs):
+    import torch
+
+    from cnnlab.architectures import build
+    from cnnlab.losses import get_loss
+    from cnnlab.torch_bridge import to_torch
+
+    model = build(arch, seed=0)
+    net = to_torch(model)
+    net.train()
+    ours_opt, theirs_opt = make_optimizers(optimizer, lr, net.parameters())
+    loss = get_loss("crossentropy")
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    ours, theirs = [], []
+    for _ in range(epochs):  # alternate, so that noise on the machine affects both alike
+        t = time.perf_counter()
+        cnnlab_epoch(model, ours_opt, loss, x, y, batch)
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        torch_epoch(net, theirs_opt, tx, ty, batch)
+        theirs.append(time.perf_counter() - t)
+
+    one, tone = x[:1], tx[:1]
+    net.eval()
+    with torch.inference_mode():
+        torch_ms = latency(lambda: net(tone))
+    ours_ms = latency(lambda: model.predict_proba(one))
+    n = len(x)
+    ours_ips, theirs_ips = n / statistics.median(ours), n / statistics.median(theirs)
+    return {
+        "arch": arch,
+        "batch_size": batch,
+        "optimizer": optimizer,
+        "images": n,
+        "epochs": epochs,
+        "cnnlab_images_per_s": round(ours_ips, 1),
+        "torch_images_per_s": round(theirs_ips, 1),
+        "ratio": round(ours_ips / theirs_ips, 3),
+        "cnnlab_epoch_s_60k": round(60_000 / ours_ips, 2),
+        "torch_epoch_s_60k": round(60_000 / theirs_ips, 2),
+        "cnnlab_latency_ms": round(ours_ms, 3),
+        "torch_latency_ms": round(torch_ms, 3),
+    }
+
+
+def profile(arch, x, y, batch, steps=20):
+    """Per-layer forward/backward time of a cnnlab training step (median over ``steps`` steps)."""
+    from cnnlab.architectures import build
+    from cnnlab.losses import get_loss
+    from cnnlab.optim import Adam
+
+    model, loss, opt = build(arch, seed=0), get_loss("crossentropy"), Adam()
+    stop = model._fused_stop(loss)
+    layers = model.layers[:stop]
+    fwd = {i: [] for i in range(len(layers))}
+    bwd = {i: [] for i in range(len(layers))}
+    other = []
+    for s in range(steps):
+        xb, yb = x[(s * batch) % len(x):][:batch], y[(s * batch) % len(x):][:batch]
+        out = xb
+        for i, layer in enumerate(layers):
+            t = time.perf_counter()
+            out = layer.forward(out, training=True)
+            fwd[i].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        grad = loss.grad_from_logits(out, yb)
+        other.append(time.perf_counter() - t)
+        for i in reversed(range(len(layers))):
+            t = time.perf_counter()
+            grad = layers[i].backward(grad)
+            bwd[i].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        opt.step([(n, la.params[k], la.grads[k], k in la.regularized) for n, la, k in model.parameters()])
+        other[-1] += time.perf_counter() - t
+    med = {i: (statistics.median(fwd[i]) * 1e3, statistics.median(bwd[i]) * 1e3) for i in fwd}
+    total = sum(f + b for f, b in med.values()) + statistics.median(other) * 1e3
+    print(f"\nProfile of one cnnlab training step, {arch}, batch {batch} (median of {steps} steps, ms)")
+    print(f"{'layer':<26}{'forward':>9}{'backward':>10}{'share':>8}")
+    for i, layer in enumerate(layers):
+        f, b = med[i]
+        print(f"{layer.name + ' (' + layer.kind + ')':<26}{f:9.3f}{b:10.3f}{(f + b) / total:8.1%}")
+    print(f"{'loss grad + optimizer':<26}{statistics.median(other) * 1e3:19.3f}"
+          f"{statistics.median(other) * 1e3 / total:8.1%}")
+    print(f"{'total':<26}{total:19.3f}")
+    return med
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", nargs="+", default=["lenet5", "vgg-mini"])
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--optimizer", choices=["adam", "momentum"], default="adam")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per library (median reported)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--quick", action="store_true", help="2,000 images, 2 epochs")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", metavar="ARCH", help="print cnnlab's per-layer time for ARCH and exit")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)  # NumPy's BLAS uses every core by default: match it
+    if args.quick:
+        args.images, args.epochs = 2_000, 2
+    x, y, source = load_images(args.images)
+    if args.profile:
+        profile(args.profile, x, y, args.batch)
+        return 0
+    results = [bench_arch(a, x, y, args.batch, args.optimizer, args.lr, args.epochs) for a in args.arch]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"{source} slice of {args.images} images, batch {args.batch}, {args.optimizer}, "
+          f"{args.threads} threads, torch {torch.__version__}, numpy {np.__version__}; median of {args.epochs} epochs")
+    print(f"{'arch':<12}{'cnnlab img/s':>14}{'torch img/s':>13}{'ratio':>8}{'epoch 60k (s)':>16}"
+          f"{'latency 1 img (ms)':>22}")
+    for r in results:
+        print(f"{r['arch']:<12}{r['cnnlab_images_per_s']:>14,.0f}{r['torch_images_per_s']:>13,.0f}{r['ratio']:>8.2f}"
+              f"{r['cnnlab_epoch_s_60k']:>8.1f} /{r['torch_epoch_s_60k']:>6.1f}"
+              f"{r['cnnlab_latency_ms']:>12.2f} /{r['torch_latency_ms']:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
