@@ -101,20 +101,25 @@ def real_data_dir() -> Path | None:
 
 
 @pytest.fixture
-def real_data(monkeypatch, data_env):
-    """A function ``name -> data folder`` for real datasets; skips, or fails under CNNLAB_REQUIRE_DATA=1."""
+def real_data(request):
+    """A function ``name -> data folder`` for real datasets; skips, or fails under CNNLAB_REQUIRE_DATA=1.
+
+    The folder is passed explicitly to loaders; the rest of the environment is isolated (``data_env``).
+    """
     from cnnlab.data import registry
     from cnnlab.data.paths import find_file
 
     required = os.environ.get("CNNLAB_REQUIRE_DATA", "") not in ("", "0")
+    root = real_data_dir()  # read before data_env clears CNNLAB_DATA
+    setting = os.environ.get("CNNLAB_DATA", "(unset)")
+    request.getfixturevalue("data_env")
 
     def need(name: str) -> Path:
-        root = real_data_dir()
         spec = registry.get_spec(name)
         folder = root / spec.name if root else None
         if folder is None or not all(find_file(folder, f) for f in spec.files()):
             reason = (
-                f"real dataset {name!r} not found in CNNLAB_DATA={os.environ.get('CNNLAB_DATA', '(unset)')} "
+                f"real dataset {name!r} not found in CNNLAB_DATA={setting} "
                 f"(expected {', '.join(spec.files())} in <CNNLAB_DATA>/{spec.name}/)"
             )
             if required:
