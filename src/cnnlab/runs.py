@@ -306,13 +306,17 @@ def data_rng(seed: int) -> np.random.Generator:
 class RunRecorder(Callback):
     """Callback that keeps the run folder up to date (every file written atomically).
 
-    Each epoch: metrics, checkpoint, ``best.safetensors`` when validation accuracy improved, curves.
-    At the end: ``model.safetensors`` and the curves — except after a divergence, where the last good
-    checkpoint and best model are left as they were.
+    Each epoch: metrics, checkpoint, ``best.safetensors`` when validation accuracy improved; the curves
+    at most every ``curves_every`` seconds (drawing them takes about half a second, too much after
+    every short epoch). At the end: ``model.safetensors`` and the curves — except after a divergence,
+    where the last good checkpoint and best model are left as they were.
     """
 
-    def __init__(self, run: RunFolder, class_names, preprocessing: dict, extra: dict, echo=print):
+    def __init__(self, run: RunFolder, class_names, preprocessing: dict, extra: dict, echo=print,
+                 curves_every: float = 60.0):
         self.run = run
+        self.curves_every = curves_every
+        self._curves_at = time.monotonic()
         self.class_names = list(class_names)
         self.preprocessing = preprocessing
         self.extra = extra
@@ -333,6 +337,7 @@ class RunRecorder(Callback):
 
         if state.history.rows:
             save_figure(curves_figure(state.history, title=self.run.path.name), self.run.curves)
+        self._curves_at = time.monotonic()
 
     def on_train_begin(self, state):
         if not self.run.checkpoint.is_file():  # so that even an interrupted first epoch can be resumed
@@ -344,13 +349,15 @@ class RunRecorder(Callback):
         if best is row:
             self._save_model(state, self.run.best, epoch=row["epoch"], val_accuracy=row["val_accuracy"])
         self._checkpoint(state, row["epoch"])
-        self._curves(state)
+        if time.monotonic() - self._curves_at >= self.curves_every:
+            self._curves(state)
 
     def on_train_end(self, state):
         reason = state.history.stop_reason
         if reason == "diverged":
             self.echo(f"training stopped: {state.error}")
             self.echo(f"the last good checkpoint (epoch {state.history.epochs_done}) is kept in {self.run.checkpoint}")
+            self._curves(state)
             return
         self._save_model(state, self.run.model, epoch=state.history.epochs_done, stop_reason=reason)
         self._curves(state)

@@ -1,0 +1,138 @@
+"""Run folders: layout, atomic files, model files, checkpoints, exact resume, NaN and Ctrl-C behaviour.
+
+Uses the real MNIST files (a few hundred images) from ``$CNNLAB_DATA``; skipped when they are absent.
+"""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.config import TrainConfig
+from cnnlab.errors import ConfigError, NumericalError
+from cnnlab.io import load_model, read_model_info
+from cnnlab.runs import RunFolder, load_checkpoint, train_run
+from cnnlab.train import Callback
+
+DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+pytestmark = [
+    pytest.mark.data,
+    pytest.mark.skipif(not (DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file(),
+                       reason="MNIST files not found (set CNNLAB_DATA)"),
+]
+
+SMALL = dict(arch="mlp:784-16-10", dataset="mnist", data_dir=str(DATA), train_subset=300, val_split=200,
+             batch_size=20, optimizer="momentum", lr=0.1, epochs=2, progress=False, test=False, seed=3)
+
+
+def quiet(*_):
+    pass
+
+
+def test_run_folder_holds_every_file_and_the_model_loads(tmp_path):
+    config = TrainConfig(**SMALL, out=str(tmp_path), name="first", lmbda=5.0)
+    run, history, model = train_run(config, echo=quiet)
+    assert run.path == tmp_path / "first"
+    names = sorted(p.name for p in run.path.iterdir())
+    assert names == sorted(["config.json", "metrics.csv", "metrics.json", "model.safetensors", "best.safetensors",
+                            "checkpoint.safetensors", "curves.png", "summary.json"])  # no temporary files
+    record = json.loads(run.config.read_text())
+    assert record["config"]["seed"] == 3 and record["versions"]["numpy"] == np.__version__
+    assert record["resolved"]["weight_decay"] == pytest.approx(5.0 / 300)  # classic L2: λ / n_train
+    assert record["resolved"]["n_train"] == 300 and record["resolved"]["n_val"] == 200
+
+    rows = json.loads(run.metrics_json.read_text())
+    with open(run.metrics_csv) as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == [1, 2] and len(csv_rows) == 2
+    assert float(csv_rows[1]["val_accuracy"]) == pytest.approx(rows[1]["val_accuracy"])
+    assert rows == history.rows
+
+    loaded = load_model(run.model)
+    x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    info = read_model_info(run.model)
+    assert info["preprocessing"]["scale"] == pytest.approx(1 / 255) and info["class_names"][3] == "3"
+    best = read_model_info(run.best)["extra"]
+    assert best["epoch"] == history.best["epoch"] and best["val_accuracy"] == history.best["val_accuracy"]
+    assert run.curves.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_checkpoint_is_safetensors_without_pickle(tmp_path):
+    from safetensors import safe_open
+
+    run, _, _ = train_run(TrainConfig(**{**SMALL, "epochs": 1}, out=str(tmp_path)), echo=quiet)
+    with safe_open(str(run.checkpoint), framework="numpy") as fh:
+        keys = set(fh.keys())
+        meta = json.loads(fh.metadata()["cnnlab-checkpoint"])
+    assert {"model/layers.1.W", "optim/layers.1.W/velocity"} <= keys
+    assert meta["epoch"] == 1 and meta["optimizer"]["type"] == "SGD" and "state" in meta["rng"]
+    assert b"pickle" not in run.checkpoint.read_bytes()[:4096]
+
+
+def test_resume_continues_exactly(tmp_path):
+    """Two epochs straight give the same weights as one epoch, then --resume for one more (Adam, dropout)."""
+    options = {**SMALL, "arch": "mlp:784-16-10", "optimizer": "adam", "lr": 0.01, "augment": True,
+               "augment_options": {"rotation": 10.0, "shift": 1.0}, "out": str(tmp_path)}
+    straight_run, _, straight = train_run(TrainConfig(**options, name="straight"), echo=quiet)
+    part_run, _, _ = train_run(TrainConfig(**{**options, "epochs": 1}, name="part"), echo=quiet)
+    resumed_run, history, resumed = train_run(TrainConfig(**{**options, "epochs": 2}), resume=part_run.path,
+                                              echo=quiet)
+    assert resumed_run.path == part_run.path
+    assert [r["epoch"] for r in history.rows] == [1, 2]
+    for name, value in straight.state_dict().items():
+        np.testing.assert_array_equal(resumed.state_dict()[name], value, err_msg=name)
+    straight_metrics = json.loads(straight_run.metrics_json.read_text())
+    resumed_metrics = json.loads(part_run.metrics_json.read_text())
+    for a, b in zip(straight_metrics, resumed_metrics):
+        assert a["val_accuracy"] == b["val_accuracy"] and a["train_cost"] == pytest.approx(b["train_cost"])
+
+
+class Poison(Callback):
+    def on_epoch_end(self, state, row):
+        if row["epoch"] == 1:
+            state.model.layers[-2].params["W"][:] = np.nan
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    lines = []
+    with pytest.raises(NumericalError, match="epoch 2, batch 1/"):
+        train_run(TrainConfig(**{**SMALL, "epochs": 3}, out=str(tmp_path), name="nan"), echo=lines.append,
+                  callbacks=[Poison()])
+    run = RunFolder(tmp_path / "nan")
+    assert any("last good checkpoint (epoch 1)" in line for line in lines)
+    assert not run.model.exists()  # the diverged weights are not saved as the final model
+    from cnnlab.architectures import build
+    from cnnlab.optim import SGD
+
+    model = build("mlp:784-16-10", output="softmax")
+    meta = load_checkpoint(run.checkpoint, model, SGD(0.1, momentum=0.9), np.random.default_rng())
+    assert meta["epoch"] == 1 and all(np.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_ctrl_c_saves_then_resume_finishes(tmp_path):
+    class Interrupt(Callback):
+        def on_batch_end(self, state, batch, loss):
+            if state.epoch == 2 and batch == 3:
+                raise KeyboardInterrupt
+
+    lines = []
+    run, history, _ = train_run(TrainConfig(**{**SMALL, "epochs": 3}, out=str(tmp_path)), echo=lines.append,
+                                callbacks=[Interrupt()])
+    assert history.stop_reason == "interrupted" and history.epochs_done == 1
+    assert run.model.is_file() and any("--resume" in line for line in lines)
+    _, history, _ = train_run(None, resume=run.path, echo=quiet)
+    assert history.stop_reason == "completed" and [r["epoch"] for r in history.rows] == [1, 2, 3]
+
+
+def test_new_runs_never_overwrite_and_bad_resume_folders_are_refused(tmp_path):
+    a = RunFolder.create(tmp_path, "same")
+    b = RunFolder.create(tmp_path, "same")
+    assert a.path != b.path and b.path.name == "same-2"
+    with pytest.raises(ConfigError, match="checkpoint.safetensors is missing"):
+        RunFolder.open(a.path)
+    with pytest.raises(ConfigError, match="run folder not found"):
+        RunFolder.open(tmp_path / "nope")
