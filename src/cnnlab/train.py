@@ -45,8 +45,7 @@ def to_inputs(images, preprocessing: dict | None = None, input_shape=None):
     """
     pre = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
     if images.dtype == np.uint8:
-        x = images.astype(np.float32)
-        x *= np.float32(pre["scale"])
+        x = np.multiply(images, np.float32(pre["scale"]), dtype=np.float32)  # one pass: convert and scale
     else:
         x = images.astype(np.float32, copy=False)
     return _normalise(x, pre, input_shape)
@@ -295,6 +294,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     if early_stop:
         callbacks.append(EarlyStopping(early_stop))
 
+    # Only callbacks that do something per batch are called per batch (the loop is hot for small nets).
+    batch_callbacks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    count_correct = monitors["train_accuracy"] and not full_train_eval
     state = TrainingState(model, optimizer, loss, rng, history or History(), epochs, initial_epoch)
     n = len(images)
     n_batches = -(-n // batch_size)
@@ -318,9 +320,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
                 except NumericalError as exc:
                     raise NumericalError(f"epoch {epoch + 1}, batch {b + 1}/{n_batches}: {exc}") from None
                 total_loss += value * len(idx)
-                if monitors["train_accuracy"] and not full_train_eval:
-                    correct += int((predicted_classes(out, from_logits) == yb).sum())
-                for cb in callbacks:
+                if count_correct:
+                    correct += (predicted_classes(out, from_logits) == yb).sum()
+                for cb in batch_callbacks:
                     cb.on_batch_end(state, b, value)
             row = {"epoch": epoch + 1, "train_cost": None, "train_accuracy": None,
                    "val_cost": None, "val_accuracy": None, "lr": optimizer.lr}
@@ -328,7 +330,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
                 result = evaluate_model(model, images, labels, loss=loss, transform=plain)
                 row["train_cost"], row["train_accuracy"] = result.loss, result.accuracy
             else:
-                row["train_cost"], row["train_accuracy"] = total_loss / n, correct / n
+                row["train_cost"], row["train_accuracy"] = total_loss / n, int(correct) / n
             if val is not None and (monitors["val_cost"] or monitors["val_accuracy"]):
                 result = evaluate_model(model, val[0], val[1], loss=loss, transform=plain)
                 row["val_cost"], row["val_accuracy"] = result.loss, result.accuracy
