@@ -295,3 +295,51 @@ def test_bundled_model_is_the_default():
         body = upload(c, png(draw_digits([1])), "?features=true").json()
     assert body["prediction"] == 1
     assert body["feature_maps"] and all(m["channels"] for m in body["feature_maps"])
+
+
+# -- the `predict` command (cnnlab.serve.cli, registered by cnnlab.cli) ---------------------------------
+@pytest.fixture
+def run_predict(monkeypatch, model):
+    from click.testing import CliRunner
+
+    import cnnlab.serve.cli as serve_cli
+
+    monkeypatch.setattr(serve_cli, "_load", lambda path: model)
+    return lambda *args: CliRunner().invoke(serve_cli.predict, [str(a) for a in args])
+
+
+def test_predict_command_text_json_number_and_show(run_predict, tmp_path):
+    seven, number, blank = tmp_path / "seven.png", tmp_path / "number.png", tmp_path / "blank.png"
+    draw_digits([7]).save(seven)
+    draw_digits([7, 0, 1]).save(number)
+    Image.new("L", (60, 60), 255).save(blank)
+
+    text = run_predict(seven)
+    assert text.exit_code == 0 and "answer: 7" in text.output
+
+    result = run_predict("--json", "--top-k", 3, seven, blank)
+    assert result.exit_code == 0, result.output
+    answers = __import__("json").loads(result.output)
+    assert [a["file"] for a in answers] == [str(seven), str(blank)]
+    assert answers[0]["prediction"] == 7 and len(answers[0]["top_k"]) == 3 and "processed" not in answers[0]
+    assert answers[1]["prediction"] is None and "no digit found" in answers[1]["message"]
+
+    result = run_predict("--json", "--number", number)
+    reading = __import__("json").loads(result.output)[0]
+    assert reading["number"] == "701" and [d["label"] for d in reading["digits"]] == [7, 0, 1]
+
+    out = tmp_path / "side.png"
+    assert run_predict("--show", out, seven).exit_code == 0
+    sheet = Image.open(out)
+    assert sheet.size == (280 + 10 + 280, 280)  # original (square) | processed, both 280 tall
+    assert np.asarray(sheet.convert("L"))[:, 300:].mean() < 60  # the processed half is mostly black
+
+
+def test_predict_command_refuses_bad_input(run_predict, tmp_path):
+    from cnnlab.errors import CnnlabError
+
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    result = run_predict(junk)
+    assert isinstance(result.exception, CnnlabError) and "could not be read" in str(result.exception)
+    assert run_predict(tmp_path / "missing.png").exit_code == 2  # click: the path does not exist

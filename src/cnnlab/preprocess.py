@@ -64,14 +64,13 @@ def _open(source) -> Image.Image:
     """Open (not decode) a picture from a path, bytes, a binary file object or a PIL image."""
     if isinstance(source, Image.Image):
         return source
+    if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
+        raise ImageError(f"expected an image file, received {str(source)!r}, which does not exist")
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
             return Image.open(io.BytesIO(bytes(source)))
         if isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise ImageError(f"expected an image file, received {str(path)!r}, which does not exist")
-            return Image.open(path)
+            return Image.open(Path(source))
         if hasattr(source, "read"):
             return Image.open(source)
     except Image.DecompressionBombError as exc:  # Pillow's own limit, checked in open() for huge headers

@@ -179,11 +179,14 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
     return app
 
 
-def run_server(model_path=None, host: str = "127.0.0.1", port: int = 8000, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
-    """Serve the page and the API with uvicorn (``model_path`` ``None``: the bundled model)."""
+def run_server(model_path=None, host: str = "127.0.0.1", port: int = 8000,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, model=None) -> None:
+    """Serve the page and the API with uvicorn (``model_path`` ``None``: the bundled model; an already
+    loaded ``model`` wins over both)."""
     import uvicorn
 
     from ..io import load_bundled_model, load_model
 
-    model = load_model(model_path) if model_path else load_bundled_model()
+    if model is None:
+        model = load_model(model_path) if model_path else load_bundled_model()
     uvicorn.run(create_app(model, max_upload_bytes=max_upload_bytes), host=host, port=port, log_level="info")

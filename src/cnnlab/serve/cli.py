@@ -1,0 +1,117 @@
+"""``cnnlab predict`` and ``cnnlab serve``: click commands for the lead to register in ``cnnlab.cli``::
+
+    from .serve.cli import predict, serve
+    cli.add_command(predict)
+    cli.add_command(serve)
+
+Heavy imports (the model, FastAPI, uvicorn) happen inside the commands, so ``cnnlab --help`` stays fast.
+Errors a user can cause are :class:`~cnnlab.errors.CnnlabError` and become one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+MODEL_HELP = "model file (.safetensors); default: the LeNet-5 trained on MNIST that ships with cnnlab"
+
+
+def _load(model_path):
+    from ..io import load_bundled_model, load_model
+
+    return load_model(model_path) if model_path else load_bundled_model()
+
+
+def _show(picture, result: dict, out: Path) -> None:
+    """Save ``original | processed`` side by side (the processed 28x28 enlarged, pixels kept sharp)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ..atomic import write_bytes
+    from ..preprocess import load_image
+
+    original = load_image(picture).convert("RGB")
+    height = 280
+    original = original.resize((max(1, round(original.width * height / original.height)), height))
+    if result.get("processed"):
+        processed = Image.open(io.BytesIO(base64.b64decode(result["processed"].split(",", 1)[1])))
+        processed = processed.convert("RGB").resize((height, height), Image.Resampling.NEAREST)
+    else:
+        processed = Image.new("RGB", (height, height), (0, 0, 0))
+    sheet = Image.new("RGB", (original.width + height + 10, height), (255, 255, 255))
+    sheet.paste(original, (0, 0))
+    sheet.paste(processed, (original.width + 10, 0))
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    write_bytes(out, buffer.getvalue())
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help=MODEL_HELP)
+@click.option("--top-k", "k", type=click.IntRange(1, 10), default=5, show_default=True, help="classes to list")
+@click.option("--number", is_flag=True, help="read each picture as a whole number (several digits)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (the same fields as POST /api/predict)")
+@click.option("--show", type=click.Path(dir_okay=False, path_type=Path),
+              help="save original | processed side by side to this PNG (one picture only)")
+def predict(images, model_path, k, number, as_json, show):
+    """Recognize the digit (or, with --number, the number) in each picture.
+
+    Pictures go through the same steps as MNIST's digits (light on dark, 20x20 box, centred by mass)
+    before the network sees them: use --show to see that picture.
+    """
+    from ..errors import ConfigError
+    from .recognize import Recognizer
+
+    if show and len(images) != 1:
+        raise ConfigError(f"--show saves one picture, but {len(images)} were given")
+    recognizer = Recognizer(_load(model_path), top_k=k)
+    results = []
+    for path in images:
+        result = recognizer.recognize(path, number=number)
+        if show:
+            _show(path, result, show)
+        result = {"file": str(path), **{key: v for key, v in result.items() if key != "processed"}}
+        for digit in result.get("digits", []):
+            digit.pop("processed", None)
+        results.append(result)
+        if not as_json:
+            _print_result(result, number)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    if show:
+        click.echo(f"saved {show}", err=as_json)
+
+
+def _print_result(result: dict, number: bool) -> None:
+    click.echo(f"{result['file']}:")
+    if result["prediction"] is None:
+        click.echo(f"  {result['message']}")
+        return
+    if number:
+        confidences = " ".join(f"{d['label']}:{d['probability']:.0%}" for d in result["digits"])
+        click.echo(f"  number {result['number']}   ({confidences})")
+        return
+    for entry in result["top_k"]:
+        bar = "#" * round(entry["probability"] * 30)
+        click.echo(f"  {entry['label']}  {entry['probability']:7.2%}  {bar}")
+    click.echo(f"  answer: {result['prediction']}")
+
+
+@click.command()
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help=MODEL_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (0.0.0.0: every interface)")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(0.01, 100), default=5.0, show_default=True,
+              help="largest request body accepted")
+def serve(model_path, host, port, max_upload_mb):
+    """Serve the drawing page and the prediction API (open http://HOST:PORT/ in a browser)."""
+    from .app import run_server
+
+    model = _load(model_path)  # a bad model file fails here, as one line, before uvicorn starts
+    click.echo(f"cnnlab: drawing page at http://{host}:{port}/  (API docs at /docs; Ctrl-C stops)", err=True)
+    run_server(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1_000_000), model=model)
