@@ -92,3 +92,24 @@ def test_resolved_record_has_versions_seed_and_derived_values():
     assert "python" in record["versions"] and "cnnlab" in record["versions"]
     # The saved config can be read back as a TrainConfig (this is what --resume does).
     assert TrainConfig.from_dict(record["config"]) == TrainConfig(seed=7, lmbda=5.0)
+
+
+def test_layers_from_a_config_file_build_the_model(tmp_path):
+    from cnnlab.runs import build_model
+
+    path = tmp_path / "net.toml"
+    path.write_text('layers = [{type = "Flatten"}, {type = "Dense", units = 12}, {type = "ReLU"},\n'
+                    '          {type = "Dense", units = 10}, {type = "Softmax"}]\n')
+    model = build_model(TrainConfig.from_file(path), (1, 28, 28), 10)
+    assert [layer.kind for layer in model.layers] == ["Flatten", "Dense", "ReLU", "Dense", "Softmax"]
+    assert model.n_params == 784 * 12 + 12 + 12 * 10 + 10
+
+
+def test_mlp_output_follows_the_loss():
+    from cnnlab.runs import build_model
+
+    softmax = build_model(TrainConfig(arch="mlp:784-30-10"), (1, 28, 28), 10)
+    sigmoid = build_model(TrainConfig(arch="mlp:784-30-10", loss="quadratic"), (1, 28, 28), 10)
+    assert softmax.layers[-1].kind == "Softmax" and sigmoid.layers[-1].kind == "Sigmoid"
+    with pytest.raises(ConfigError, match="unknown layer type 'Dens'"):
+        build_model(TrainConfig(layers=[{"type": "Dens"}]), (1, 28, 28), 10)
