@@ -4,3 +4,24 @@ The engine is written from scratch in NumPy: every layer computes its forward pa
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The public API, imported lazily so that `import cnnlab` (and the CLI) start fast.
+    if name in ("load_model", "save_model", "load_bundled_model"):
+        from . import io
+
+        return getattr(io, name)
+    if name in ("fit", "evaluate"):
+        from . import train
+
+        return getattr(train, name)
+    if name == "build":
+        from .architectures import build
+
+        return build
+    if name in ("load_dataset",):
+        from .data import load_dataset
+
+        return load_dataset
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

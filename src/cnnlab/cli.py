@@ -98,8 +98,10 @@ def gradcheck(ctx, arch, input_shape, classes, batch, samples, tolerance, loss_n
 def _register_subsystem_commands() -> None:
     """Add the command groups defined beside the code they drive (data, training, recognition)."""
     from .data.cli import data
+    from .train_cli import evaluate, train
 
-    cli.add_command(data)
+    for command in (data, train, evaluate):
+        cli.add_command(command)
 
 
 _register_subsystem_commands()

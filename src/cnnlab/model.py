@@ -222,5 +222,24 @@ class Sequential:
             f"Non-trainable (running statistics): {buffers:,}",
         ])
 
+    # -- the workflow, as methods (thin wrappers, so a notebook reads like Keras) ---------------------
+    def fit(self, train_data, val_data=None, **options):
+        """Train this model; see :func:`cnnlab.train.fit` for the options. Returns a ``History``."""
+        from .train import fit
+
+        return fit(self, train_data, val_data, **options)
+
+    def evaluate(self, dataset, **options):
+        """Accuracy, per-class accuracy and confusion matrix; see :func:`cnnlab.train.evaluate`."""
+        from .train import evaluate
+
+        return evaluate(self, dataset, **options)
+
+    def save(self, path, **metadata):
+        """Write a safetensors model file; see :func:`cnnlab.io.save_model`."""
+        from .io import save_model
+
+        return save_model(self, path, **metadata)
+
     def __repr__(self) -> str:
         return f"Sequential({self.name!r}, {len(self.layers)} layers, {self.n_params:,} params)"
