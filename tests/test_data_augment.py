@@ -52,7 +52,9 @@ def test_zoom_keeps_the_centre_pixel():
     np.testing.assert_allclose(warp(x, rows, cols)[:, 0, 4, 4], x[:, 0, 4, 4], atol=1e-6)
 
 
-@pytest.mark.parametrize("fill, scipy_mode", [("constant", "grid-constant"), ("nearest", "nearest"), ("reflect", "reflect")])
+@pytest.mark.parametrize(
+    "fill, scipy_mode", [("constant", "grid-constant"), ("nearest", "nearest"), ("reflect", "reflect")]
+)
 def test_batched_warp_equals_scipy_image_by_image(fill, scipy_mode):
     rng = np.random.default_rng(1)
     x = batch(n=4, c=3, h=10, w=12)

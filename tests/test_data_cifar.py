@@ -145,3 +145,30 @@ def test_extract_rejects_archive_without_expected_members(tmp_path):
         tar.addfile(info, io.BytesIO(b""))
     with pytest.raises(DataError, match="archive has no member cifar-10-batches-bin/data_batch_1.bin"):
         extract_batches(path, tmp_path / "out", SPEC.files())
+
+
+def test_hand_placed_corrupt_archive_is_reported_and_replaced(data_env, http_mirror, tmp_path, monkeypatch):
+    from cnnlab.data.verify import CorruptFileWarning
+
+    archive, _ = make_archive(tmp_path)
+    spec = dataclasses.replace(SPEC, archive_md5=hashlib.md5(archive).hexdigest())
+    monkeypatch.setitem(registry.DATASETS, "cifar10", spec)
+    http_mirror.put(f"cifar10/{SPEC.archive}", archive)
+    target = tmp_path / "data" / "cifar10"
+    target.mkdir(parents=True)
+    (target / SPEC.archive).write_bytes(archive[: len(archive) // 2])
+    with pytest.warns(CorruptFileWarning, match="cifar-10-binary.tar.gz: corrupt"):
+        ds = load_dataset("cifar10", "train", tmp_path / "data", mirror=http_mirror.url, progress=False)
+    assert ds.verified and len(ds) == 20
+    assert http_mirror.hits == [f"/cifar10/{SPEC.archive}"]
+
+
+def test_hand_placed_good_archive_is_extracted_without_network(data_env, closed_port_url, tmp_path, monkeypatch):
+    archive, (_, (test_x, _)) = make_archive(tmp_path)
+    spec = dataclasses.replace(SPEC, archive_md5=hashlib.md5(archive).hexdigest())
+    monkeypatch.setitem(registry.DATASETS, "cifar10", spec)
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)
+    (tmp_path / "data" / "cifar10" / SPEC.archive).write_bytes(archive)
+    ds = load_dataset("cifar10", "test", tmp_path / "data", mirror=closed_port_url, progress=False)
+    assert ds.verified
+    np.testing.assert_array_equal(ds.images, test_x)

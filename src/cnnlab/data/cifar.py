@@ -28,8 +28,8 @@ RECORD_BYTES = 1 + CHANNELS * SIDE * SIDE
 ARCHIVE_FOLDER = "cifar-10-batches-bin"
 
 
-def parse_cifar_batch(payload: bytes, source="<bytes>", num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one batch: ``(images uint8 (N, 3, 32, 32), labels int64 (N,))``."""
+def parse_cifar_batch(payload: bytes, source="<bytes>", num_classes: int = 10):
+    """Decode one batch -> ``(images uint8 (N, 3, 32, 32), labels int64 (N,))``."""
     if len(payload) == 0 or len(payload) % RECORD_BYTES:
         raise DataError(
             f"{source}: size {len(payload)} bytes is not a positive multiple of the {RECORD_BYTES}-byte "

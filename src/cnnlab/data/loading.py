@@ -129,7 +129,7 @@ def load_dataset(
     except verify.ChecksumError as exc:
         if not (download and _is_writable_cache(spec, exc.path, data_dir)):
             raise
-        verify.warn_corrupt(exc.path, exc.expected, exc.actual)
+        verify.warn_corrupt(exc.path, f"SHA-256 {exc.actual[:16]}..., expected {exc.expected[:16]}...")
         exc.path.unlink()
         download_dataset(spec.name, data_dir, mirror=mirror, progress=progress)
         return reader(spec, split, locate(spec, split, data_dir), verify_checksums)
@@ -162,9 +162,9 @@ def _existing_is_good(spec: DatasetSpec, path: Path) -> bool:
         verify.verify_payload(path, read_payload(path), expected)
         return True
     except verify.ChecksumError as exc:
-        verify.warn_corrupt(path, expected, exc.actual)
-    except DataError as exc:  # e.g. damaged gzip stream
-        verify.warn_corrupt(path, expected, f"unreadable: {exc}")
+        verify.warn_corrupt(path, f"SHA-256 {exc.actual[:16]}..., expected {expected[:16]}...")
+    except DataError as exc:  # e.g. a damaged gzip stream
+        verify.warn_corrupt(path, str(exc).removeprefix(f"{path}: "))
     path.unlink()
     return False
 
@@ -215,7 +215,7 @@ def _download_archive(spec: DatasetSpec, target: Path, urls, progress: bool, tim
         try:
             check(archive)
         except DataError as exc:
-            verify.warn_corrupt(archive, spec.archive_md5, str(exc))
+            verify.warn_corrupt(archive, str(exc).removeprefix(f"{spec.archive}: "))
             archive.unlink()
     if not archive.is_file():
         fetch([f"{u}/{spec.archive}" for u in urls], archive, check, progress=progress, timeout=timeout)

@@ -112,13 +112,9 @@ def read_sums(path: Path) -> dict[str, str]:
     return sums
 
 
-def warn_corrupt(path: Path, expected: str, actual: str) -> None:
-    warnings.warn(
-        f"{path}: corrupt (SHA-256 of its payload is {actual[:16]}..., expected {expected[:16]}...); "
-        "replacing it with a fresh download",
-        CorruptFileWarning,
-        stacklevel=3,
-    )
+def warn_corrupt(path: Path, reason: str) -> None:
+    """Report a cached file that is about to be deleted and downloaded again."""
+    warnings.warn(f"{path}: corrupt ({reason}); replacing it with a fresh download", CorruptFileWarning, stacklevel=3)
 
 
 def verify_payload(path: Path, payload: bytes, expected: str) -> None:
