@@ -15,7 +15,10 @@ Backward, for ``δ = dL/dy (N, F, Ho, Wo)`` — the textbook derivation, and how
   ``dL/dW[f, c, i, j] = Σ_{n,u,v} δ[n, f, u, v] · x_pad[n, c, u·S + i, v·S + j]``, which in column form is
   one GEMM: ``δ (F, N·Ho·Wo) @ cols.T``.
 * ``dL/dx`` is the *full convolution of the deltas with the 180°-rotated kernels* (channels in and out
-  swapped): ``dL/dx[n, c] = Σ_f full_conv(δ[n, f], rot180(W[f, c]))``. We compute the very same sums as
+  swapped; for S = 1 and no padding): ``dL/dx[n, c] = Σ_f full_corr(δ[n, f], rot180(W[f, c]))``, where
+  ``full_corr`` slides the kernel over ``δ`` padded with ``k − 1`` zeros on each side (the same sliding
+  operation as the forward pass; a *true* convolution with ``W`` itself, in signal-processing terms; with
+  padding P, crop P from each border of the result). We compute the very same sums as
   ``col2im(W.T @ δ)``: ``W.T @ δ`` gives, for every window, how much each input pixel of that window
   contributed, and col2im adds those contributions onto the pixels (a pixel covered by several windows
   receives the sum — exactly the terms of the full convolution, the kernel offset ``(i, j)`` seen from the

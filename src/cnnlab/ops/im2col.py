@@ -22,8 +22,10 @@ Two choices make this fast on a CPU (the copies cost as much as the GEMM, so the
   ``Wg = Wp`` instead of ``Wo``: the last ``kw − 1`` values of each row are junk (their windows run past the
   right edge into the next row) and are dropped afterwards. In exchange every row of ``cols`` is, per image,
   *one contiguous run* of ``Ho*Wp`` input values instead of ``Ho`` runs of ``Wo`` values, which makes
-  im2col/col2im close to memcpy speed (measured 1.3-1.5x faster end to end, for ≤ 15% more GEMM work at the
-  sizes of LeNet/VGG on MNIST). For stride > 1 the grid is exact: ``Wg = Wo``.
+  im2col/col2im close to memcpy speed (measured on a 16→16 channel 3x3 conv on 28x28, batch 100: forward
+  1.2x and backward 1.45x faster than exact ``Wo``-wide columns, for ``Wp/Wo`` = 7-15% more GEMM work at the
+  LeNet/VGG-on-MNIST sizes, 40% for a 5x5 kernel on 14x14 unpadded). For stride > 1 the grid is exact:
+  ``Wg = Wo``.
 
 The padded image lives in a *channel-major flat buffer* ``(C, N*Hp*Wp + tail)``: image ``n`` channel ``c``
 occupies ``[n*Hp*Wp, (n+1)*Hp*Wp)`` of row ``c``; the short zero ``tail`` lets the junk windows of the last
