@@ -105,7 +105,7 @@ def load_image(source) -> Image.Image:
     (a digit drawn on a transparent canvas is dark ink on "paper"). The dimensions are checked against
     :data:`MAX_IMAGE_PIXELS` / :data:`MAX_IMAGE_SIDE` before the pixels are decoded.
     """
-    image = _open(source)
+    opened = image = _open(source)
     check_dimensions(image.size)
     try:
         image.seek(0)
@@ -126,6 +126,9 @@ def load_image(source) -> Image.Image:
         raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"the image could not be decoded (truncated or corrupt?): {exc}") from exc
+    finally:
+        if opened is not source:  # we opened the file: release it (every path above returned a copy)
+            opened.close()
 
 
 # -- the pipeline ---------------------------------------------------------------------------------------
