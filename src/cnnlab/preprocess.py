@@ -225,6 +225,8 @@ def drop_specks(mask: np.ndarray, fraction: float = SPECK_FRACTION) -> np.ndarra
     sizes[0] = 0
     keep = sizes >= max(2, fraction * sizes.max())
     keep[0] = False
+    if not keep.any():  # only single-pixel dots: noise, not a digit
+        raise NoDigitError("no digit found: only isolated specks in the picture")
     return keep[labels]
 
 
@@ -364,7 +366,11 @@ def prepare_digit(image) -> np.ndarray:
     :class:`NoDigitError` on a blank picture and :class:`ImageError` on an unreadable one.
     """
     ink = to_ink(to_gray(image))
-    return digit_from_ink(clean_ink(ink))
+    mask = ink_mask(ink)
+    # Only the region around the ink matters from here on; cropping now makes the rest cheaper.
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    region = np.s_[max(rows[0] - 1, 0) : rows[-1] + 2, max(cols[0] - 1, 0) : cols[-1] + 2]
+    return digit_from_ink(clean_ink(ink[region], mask[region]))
 
 
 def as_batch(digits) -> np.ndarray:
