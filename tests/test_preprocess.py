@@ -149,10 +149,13 @@ def test_paths_arrays_and_16_bit_images(tmp_path):
     assert similarity(reference, prepare_digit(png_bytes(sixteen))) > 0.99
 
 
-@pytest.mark.parametrize("picture", ["white", "black", "grey-noise"])
+@pytest.mark.parametrize("picture", ["white", "black", "grey-noise", "two-dots"])
 def test_blank_picture_is_no_digit(picture):
     rng = np.random.default_rng(1)
+    dots = np.full((100, 80), 255, np.uint8)
+    dots[[10, 60], [20, 50]] = 0
     arrays = {
+        "two-dots": dots,
         "white": np.full((100, 80), 255, np.uint8),
         "black": np.zeros((100, 80), np.uint8),
         "grey-noise": np.clip(rng.normal(128, 8, (100, 80)), 0, 255).astype(np.uint8),
