@@ -112,7 +112,7 @@ async def load_test(url: str, seconds: float, clients: int, features: bool) -> d
                 ok = response.status_code == 200 and response.json()["prediction"] is not None
                 key = None if ok else f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
-                key = type(exc).__name__
+                key = f"{type(exc).__name__}: {exc}"[:120]
             if key is None:
                 latencies.append(time.perf_counter() - t0)
             else:
