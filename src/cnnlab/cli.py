@@ -98,9 +98,10 @@ def gradcheck(ctx, arch, input_shape, classes, batch, samples, tolerance, loss_n
 def _register_subsystem_commands() -> None:
     """Add the command groups defined beside the code they drive (data, training, recognition)."""
     from .data.cli import data
+    from .serve.cli import predict, serve
     from .train_cli import evaluate, train
 
-    for command in (data, train, evaluate):
+    for command in (data, train, evaluate, predict, serve):
         cli.add_command(command)
 
 
