@@ -81,11 +81,11 @@ class Grid:
     def trials(self, **overrides) -> list[Trial]:
         """Every trial: the product of the axes first (in file order), then the variants.
 
-        ``overrides`` (``epochs=1``, ``train_subset=200``) change the *base*: a trial's own parameters
-        still win over them. Duplicate trials (a variant equal to a point of the product) run once.
+        ``overrides`` (``epochs=1``, ``train_subset=200``, ``**{"arch_options.dropout": 0.2}``) change the
+        *base*: a trial's own parameters still win over them. Duplicate trials (a variant equal to a point
+        of the product) run once.
         """
-        base = _config(self.base, f"{self.source}: [base]")
-        base = base.replace(**overrides) if overrides else base
+        base = base_config(self.base, overrides, f"{self.source}: [base]")
         points = [dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())] \
             if self.axes else []
         points += [dict(v) for v in self.variants]
@@ -220,6 +220,13 @@ def apply_params(config: TrainConfig, params: dict, where: str = "grid") -> Trai
         raise ConfigError(f"{where}: {exc}") from None
     except TypeError as exc:  # a value of the wrong kind for an option (a list for lr, ...)
         raise ConfigError(f"{where}: invalid value ({exc})") from None
+
+
+def base_config(defaults: dict, overrides: dict | None = None, where: str = "config") -> TrainConfig:
+    """A TrainConfig from ``defaults`` with ``overrides`` applied (dotted names allowed, ``None`` ignored)."""
+    config = _config(defaults, where)
+    overrides = {option_name(k, where): v for k, v in (overrides or {}).items() if v is not None}
+    return apply_params(config, overrides, where) if overrides else config
 
 
 def _config(options: dict, where: str) -> TrainConfig:

@@ -100,7 +100,7 @@ class Column:
 
     key: str
     title: str
-    kind: str = "text"  # text | percent | float | seconds | int
+    kind: str = "text"  # text | percent | float | number | seconds | int
     markdown: bool = True  # False: in the CSV only (e.g. the run folder name)
 
 
@@ -112,6 +112,8 @@ def format_cell(value, kind: str) -> str:
         return f"{100 * value:.2f}"
     if kind == "float":
         return f"{value:.4f}"
+    if kind == "number":
+        return f"{value:.4g}"
     if kind == "seconds":
         return f"{value:.2f}"
     if kind == "int":

@@ -354,3 +354,17 @@ def write_sweep_report(grid, trials: list[Trial], out: Path):
     save_figure(accuracy_curves_figure(results, title=f"validation accuracy — {Path(grid.source).stem}"),
                 out / "curves.png")
     return results
+
+
+def run_study(trials: list[Trial], out: str | os.PathLike, write_report, *, echo=print, **executor_options):
+    """Run a study's trials into ``out`` (like a sweep: parallel, resumable), then ``write_report(trials, out)``.
+
+    Returns ``(outcomes, results)``; after Ctrl-C the report of what is done is still written.
+    """
+    out, results = Path(out), None
+    try:
+        outcomes = run_trials(trials, out, echo=echo, **executor_options)
+    finally:
+        if out.is_dir():
+            results = write_report(trials, out)
+    return outcomes, results
