@@ -232,6 +232,8 @@ def base_config(defaults: dict, overrides: dict | None = None, where: str = "con
 def _config(options: dict, where: str) -> TrainConfig:
     try:
         return TrainConfig.from_dict(options, where)
+    except ConfigError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"{where}: invalid value ({exc})") from None
 
