@@ -28,7 +28,7 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,6 @@ class Row:
     parts: dict[str, dict]  # part name -> TrainConfig options
     threshold: float | None = None  # mean test accuracy to reach; None: judged by `judge`
     judge: object = None  # callable(summaries by part) -> (passed, text)
-    notes: list[str] = field(default_factory=list)
 
 
 def overfitting_judge(parts: dict[str, dict]) -> tuple[bool, str]:
@@ -256,7 +255,8 @@ def judge(row: Row, entry: dict) -> tuple[str, str, bool | None]:
     runs = entry["runs"]
     reduced = entry.get("scale", 1) != 1 or bool(entry.get("train_subset"))
     if row.threshold is not None:
-        values = [r["parts"]["main"]["test_accuracy"] for r in runs if r["parts"]["main"].get("test_accuracy") is not None]
+        values = [r["parts"]["main"]["test_accuracy"] for r in runs
+                  if r["parts"]["main"].get("test_accuracy") is not None]
         if not values:
             return "no test accuracy", "fail", False
         ours = _accuracy_text(values)

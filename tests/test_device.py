@@ -66,7 +66,10 @@ def all_arrays(model, optimizer=None):
     found = []
     for layer in model.layers:
         for value in vars(layer).values():
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+            if isinstance(value, dict):
+                items = value.values()
+            else:
+                items = value if isinstance(value, (list, tuple)) else [value]
             found += [v for v in items if isinstance(v, np.ndarray)]
     if optimizer is not None:
         found += [v for slot in optimizer.state.values() for v in slot.values() if isinstance(v, np.ndarray)]
