@@ -98,10 +98,11 @@ def gradcheck(ctx, arch, input_shape, classes, batch, samples, tolerance, loss_n
 def _register_subsystem_commands() -> None:
     """Add the command groups defined beside the code they drive (data, training, recognition)."""
     from .data.cli import data
+    from .inspect_cli import bench, show
     from .serve.cli import predict, serve
     from .train_cli import evaluate, train
 
-    for command in (data, train, evaluate, predict, serve):
+    for command in (data, train, evaluate, predict, serve, bench, show):
         cli.add_command(command)
 
 

@@ -50,15 +50,26 @@ def _show(picture, result: dict, out: Path) -> None:
     write_bytes(out, buffer.getvalue())
 
 
+def example_pictures(number: bool) -> list[Path]:
+    """The example pictures inside the package: single digits, or a written number with ``number``."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("cnnlab") / "examples"))
+    names = ["number-2026.png"] if number else ["seven.png", "three.png"]
+    return [folder / name for name in names]
+
+
 @click.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--example", is_flag=True,
+              help="recognize the hand-drawn example pictures that ship with cnnlab (no files needed)")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), help=MODEL_HELP)
 @click.option("--top-k", "k", type=click.IntRange(1, 10), default=5, show_default=True, help="classes to list")
 @click.option("--number", is_flag=True, help="read each picture as a whole number (several digits)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (the same fields as POST /api/predict)")
 @click.option("--show", type=click.Path(dir_okay=False, path_type=Path),
               help="save original | processed side by side to this PNG (one picture only)")
-def predict(images, model_path, k, number, as_json, show):
+def predict(images, example, model_path, k, number, as_json, show):
     """Recognize the digit (or, with --number, the number) in each picture.
 
     Pictures go through the same steps as MNIST's digits (light on dark, 20x20 box, centred by mass)
@@ -67,6 +78,10 @@ def predict(images, model_path, k, number, as_json, show):
     from ..errors import ConfigError
     from .recognize import Recognizer
 
+    if example:
+        images = (*images, *example_pictures(number))
+    if not images:
+        raise click.UsageError("give one or more pictures, or --example to use the ones that ship with cnnlab")
     if show and len(images) != 1:
         raise ConfigError(f"--show saves one picture, but {len(images)} were given")
     recognizer = Recognizer(_load(model_path), top_k=k)
