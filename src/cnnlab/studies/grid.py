@@ -135,7 +135,7 @@ def parse_grid(data: dict, source: str = "grid", base_dir: str | os.PathLike | N
     if not isinstance(base, dict):
         raise ConfigError(f"{source}: [base] must be a table of training options or a config file name, "
                           f"received {base!r}")
-    base_config = _config(base, f"{source}: [base]")
+    checked_base = _config(base, f"{source}: [base]")
 
     axes = data.get("axes", {})
     if not isinstance(axes, dict):
@@ -149,7 +149,7 @@ def parse_grid(data: dict, source: str = "grid", base_dir: str | os.PathLike | N
             raise ConfigError(f"{where} is empty: give at least one value")
         name = option_name(key, where)
         for value in values:
-            apply_params(base_config, {name: value}, where)
+            apply_params(checked_base, {name: value}, where)
         checked_axes[name] = list(values)
 
     variants = data.get("variants", [])
@@ -161,8 +161,10 @@ def parse_grid(data: dict, source: str = "grid", base_dir: str | os.PathLike | N
         if not variant:
             raise ConfigError(f"{where} is empty: give the options that make this trial different")
         params = {option_name(k, where): v for k, v in variant.items()}
-        apply_params(base_config, params, where)
+        apply_params(checked_base, params, where)
         checked_variants.append(params)
+    if not checked_axes and not checked_variants:
+        raise ConfigError(f"{source}: the grid has no trials; give [axes] with lists of values and/or [[variants]]")
     description = data.get("description", "")
     return Grid(base=dict(base), axes=checked_axes, variants=checked_variants, description=str(description),
                 source=source)
