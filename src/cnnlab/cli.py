@@ -100,9 +100,10 @@ def _register_subsystem_commands() -> None:
     from .data.cli import data
     from .inspect_cli import bench, show
     from .serve.cli import predict, serve
+    from .studies.cli import study, sweep
     from .train_cli import evaluate, train
 
-    for command in (data, train, evaluate, predict, serve, bench, show):
+    for command in (data, train, evaluate, predict, serve, sweep, study, bench, show):
         cli.add_command(command)
 
 
