@@ -29,9 +29,14 @@ class Sequential:
         Seed (or ``numpy.random.Generator``) for the initial weights and any layer randomness (dropout).
     dtype:
         Parameter dtype: float32 (default, fast) or float64 (gradient checks).
+    threads:
+        CPU threads a training step may use: ``None`` (default) means every core this process may run on,
+        ``1`` the plain serial step. With more than one, :meth:`train_step` splits each batch into shards
+        trained at once (see :mod:`cnnlab.parallel`) when the model allows it; the result is the same.
     """
 
-    def __init__(self, layers: list[Layer], input_shape, seed=0, dtype=DEFAULT_DTYPE, name: str = "model"):
+    def __init__(self, layers: list[Layer], input_shape, seed=0, dtype=DEFAULT_DTYPE, name: str = "model",
+                 threads: int | None = None):
         if not layers:
             raise ConfigError("a Sequential model needs at least one layer, received none")
         self.layers = list(layers)
@@ -48,6 +53,10 @@ class Sequential:
         # The first layer's input is the data: nobody needs its gradient, and for a convolution it is the
         # most expensive part of the backward pass (a whole col2im), so we skip it.
         self.layers[0].needs_input_grad = False
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a positive integer or None, received {threads!r}")
+        self.threads = threads
+        self._sharded = None  # the parallel step's layer replicas, built on first use
 
     # -- structure ----------------------------------------------------------------------------------
     def parameters(self):
@@ -155,15 +164,30 @@ class Sequential:
         the logits is the argmax of the probabilities).
         """
         stop = self._fused_stop(loss)
-        out = self.forward(x, training=True, stop=stop)
-        if stop is not None:
-            value, grad = loss.forward_from_logits(out, y), loss.grad_from_logits(out, y)
+        sharded = self._sharded_step(x)
+        if sharded is not None:  # the same gradients, computed on shards of the batch by several threads
+            value, out = sharded.gradients(self._check_batch(x), y, loss, stop)
         else:
-            value, grad = loss.forward(out, y), loss.grad(out, y)
-        self.backward(grad.astype(self.dtype, copy=False), stop=stop)
+            out = self.forward(x, training=True, stop=stop)
+            if stop is not None:
+                value, grad = loss.forward_from_logits(out, y), loss.grad_from_logits(out, y)
+            else:
+                value, grad = loss.forward(out, y), loss.grad(out, y)
+            self.backward(grad.astype(self.dtype, copy=False), stop=stop)
         optimizer.step([(name, layer.params[key], layer.grads[key], key in layer.regularized)
                         for name, layer, key in self.parameters()])
         return float(value), out
+
+    def _sharded_step(self, x):
+        """The data-parallel step for this batch, or None when the serial step is the one to use."""
+        from . import parallel
+
+        threads = parallel.default_threads() if self.threads is None else self.threads
+        if threads < 2 or not parallel.can_shard(self):
+            return None
+        if self._sharded is None or self._sharded.threads != threads:
+            self._sharded = parallel.ShardedStep(self, threads)
+        return self._sharded if self._sharded.usable(x) else None
 
     def predict_proba(self, x, batch_size: int = 1000) -> np.ndarray:
         """Network outputs for ``x`` (probabilities when the model ends with Softmax), in batches."""

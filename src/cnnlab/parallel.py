@@ -1,0 +1,162 @@
+"""Data parallelism inside one training step: every CPU core works on its own shard of the batch.
+
+NumPy runs element-wise operations and copies on one core; only the matrix products (BLAS) use several.
+On a small CPU most of a convolution's time is copies (im2col/col2im) and element-wise work, so a plain
+training step leaves the other cores idle most of the time. Mini-batch gradient descent gives us an easy
+way out: the gradient of the batch loss is a sum over samples, so it can be computed on shards of the
+batch independently and added up::
+
+    L = (1/N) Σ_n ℓ_n = Σ_s (N_s / N) · L_s          L_s = (1/N_s) Σ_{n in shard s} ℓ_n
+    ∂L/∂θ = Σ_s (N_s / N) · ∂L_s/∂θ
+
+So one step becomes: split the batch into ``threads`` shards; in one thread per shard, run the forward and
+backward passes of the shard through a *replica* of the layers, starting from the shard's loss gradient
+scaled by ``N_s / N``; add the replicas' parameter gradients; take one optimizer step, as the serial step
+would. The result equals the serial step up to floating-point rounding (sums are added in another order).
+
+Threads (not processes) work because NumPy releases the GIL inside ufuncs, copies and BLAS calls, which is
+where the time goes; Python itself runs only a few hundred lines per step. A replica shares the parameter
+arrays with the model's layer (so nothing needs copying and the optimizer's in-place update is seen by
+all), but has its own caches, gradients and work buffers. Inside the shards BLAS is limited to one thread
+(with ``threadpoolctl``): the cores are already busy, and OpenBLAS threads fighting each other is slower.
+
+What cannot be split: layers whose output for one sample depends on the rest of the batch (BatchNorm, which
+normalises with the batch statistics) and layers that draw random numbers (Dropout: the shards would draw
+other masks than the serial step). A model holding one of them, a model too small to gain anything, or a
+batch too small to split, trains with the plain serial step (:meth:`Sequential.train_step` decides).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .backend import array_module
+from .timing import backward_flops, forward_flops
+
+#: Layers whose forward/backward passes treat every sample on its own, without randomness.
+SHARDABLE_KINDS = frozenset({"Conv2D", "MaxPool2D", "AvgPool2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
+                             "ELU", "Sigmoid", "Tanh", "Softmax"})
+
+#: Below this many floating-point operations per training sample, thread hand-offs cost more than they
+#: save (an MLP step takes well under a millisecond): such models train serially.
+MIN_FLOPS_PER_SAMPLE = 500_000
+
+#: Smallest shard worth a thread: the last, short batch of an epoch may be trained serially.
+MIN_SHARD = 8
+
+
+def default_threads() -> int:
+    """The cores this process may run on (``os.sched_getaffinity`` where available)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
+
+
+def can_shard(model) -> bool:
+    """True when every layer handles samples independently and the model is big enough to gain."""
+    if any(layer.kind not in SHARDABLE_KINDS for layer in model.layers):
+        return False
+    flops = sum(forward_flops(layer, 1) + backward_flops(layer, 1) for layer in model.layers)
+    return flops >= MIN_FLOPS_PER_SAMPLE
+
+
+def replicate(layer):
+    """A copy of ``layer`` that shares its parameter arrays but owns its caches, gradients and buffers.
+
+    A shallow copy shares everything; we then give the copy fresh dictionaries (its gradients and any
+    work-buffer dictionary) — cached arrays are *replaced* by each forward pass, never written into, so
+    sharing the stale ones until then is harmless. ``params`` and ``buffers`` stay shared on purpose.
+    """
+    twin = copy.copy(layer)
+    for attribute, value in vars(layer).items():
+        if isinstance(value, dict) and attribute not in ("params", "buffers"):
+            setattr(twin, attribute, {})
+    return twin
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+_CONTROLLER: list = []  # [threadpoolctl controller or None], filled on first use
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """One process-wide pool per size: models come and go (sweeps build many), worker threads stay."""
+    with _POOL_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlab-shard")
+        return _POOLS[workers]
+
+
+def _blas_limiter():
+    """The ``threadpoolctl`` controller, or None when the package is missing (then we do not shard)."""
+    with _POOL_LOCK:
+        if not _CONTROLLER:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:  # pragma: no cover - depends on the environment
+                _CONTROLLER.append(None)
+            else:
+                _CONTROLLER.append(ThreadpoolController())
+        return _CONTROLLER[0]
+
+
+class ShardedStep:
+    """Computes the gradients of a training step of ``model`` on ``threads`` shards of the batch at once.
+
+    Use through :meth:`Sequential.train_step`; ``step.gradients(x, y, loss, stop)`` leaves the summed
+    gradients in the model's layers (``layer.grads``) exactly where a serial backward pass would.
+    """
+
+    def __init__(self, model, threads: int):
+        self.model = model
+        self.threads = threads
+        self.replicas = [[replicate(layer) for layer in model.layers] for _ in range(threads)]
+
+    def usable(self, x) -> bool:
+        """Shard this batch? Needs threadpoolctl, NumPy arrays (not CuPy) and shards of MIN_SHARD samples."""
+        return _blas_limiter() is not None and array_module(x) is np and len(x) >= self.threads * MIN_SHARD
+
+    def _sync(self) -> None:
+        """Point the replicas at the model's current parameter dictionaries (a device move replaces them)."""
+        for replica in self.replicas:
+            for twin, layer in zip(replica, self.model.layers):
+                twin.params, twin.needs_input_grad = layer.params, layer.needs_input_grad
+
+    def _shard(self, layers, x, y, loss, stop, scale):
+        """Forward + backward of one shard through one replica; returns (scaled loss, logits)."""
+        out = x
+        for layer in layers[:stop]:
+            out = layer.forward(out, training=True)
+        if stop is not None:
+            value, grad = loss.forward_from_logits(out, y), loss.grad_from_logits(out, y)
+        else:
+            value, grad = loss.forward(out, y), loss.grad(out, y)
+        grad = grad.astype(out.dtype, copy=False) * out.dtype.type(scale)
+        for layer in reversed(layers[:stop]):
+            grad = layer.backward(grad)
+        return value * scale, out
+
+    def gradients(self, x, y, loss, stop):
+        """Fill the model's ``layer.grads`` for batch ``(x, y)``; return (mean loss, output or logits)."""
+        self._sync()
+        n = len(x)
+        bounds = [n * s // self.threads for s in range(self.threads + 1)]
+        jobs = [(self.replicas[s], x[a:b], y[a:b], loss, stop, (b - a) / n)
+                for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        with _blas_limiter().limit(limits=1, user_api="blas"):
+            futures = [_pool(self.threads - 1).submit(self._shard, *job) for job in jobs[1:]]
+            results = [self._shard(*jobs[0])] + [f.result() for f in futures]  # shard 0 in this thread
+        xp = array_module(x)
+        for index, layer in enumerate(self.model.layers):
+            for key in layer.grads:
+                total = self.replicas[0][index].grads[key].copy()
+                for replica in self.replicas[1:]:
+                    total += replica[index].grads[key]
+                layer.grads[key] = total
+        return sum(value for value, _ in results), xp.concatenate([out for _, out in results])

@@ -1,0 +1,163 @@
+"""The data-parallel training step (cnnlab.parallel): same gradients and updates as the serial step."""
+
+import numpy as np
+import pytest
+
+from cnnlab import parallel
+from cnnlab.architectures import build
+from cnnlab.errors import ConfigError
+from cnnlab.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid,
+                           Softmax, Tanh)
+from cnnlab.losses import get_loss
+from cnnlab.model import Sequential
+from cnnlab.optim import Adam
+
+pytest.importorskip("threadpoolctl", reason="the sharded training step needs threadpoolctl")
+
+
+def small_cnn(threads, dtype=np.float64, head=Softmax, extra=()):
+    """A little CNN on (2, 12, 12) images with every shardable layer kind; seed 0."""
+    layers = [Conv2D(4, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(6, 3), Tanh(), AvgPool2D(2, stride=1),
+              *extra, Flatten(), Dense(12), Sigmoid(), Dense(5), head()]
+    return Sequential(layers, (2, 12, 12), seed=0, dtype=dtype, threads=threads)
+
+
+@pytest.fixture
+def any_size(monkeypatch):
+    """Let the small test models shard (real presets are big enough on their own)."""
+    monkeypatch.setattr(parallel, "MIN_FLOPS_PER_SAMPLE", 0)
+
+
+@pytest.fixture
+def sharded_calls(monkeypatch):
+    """Count sharded steps, so that a test cannot pass by silently taking the serial path."""
+    calls = []
+    original = parallel.ShardedStep.gradients
+
+    def spy(self, *args):
+        calls.append(len(args[0]))
+        return original(self, *args)
+
+    monkeypatch.setattr(parallel.ShardedStep, "gradients", spy)
+    return calls
+
+
+def batch(n, shape=(2, 12, 12), classes=5, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, *shape)), rng.integers(0, classes, n)
+
+
+def grads_of(model):
+    return {f"{i}.{k}": g.copy() for i, layer in enumerate(model.layers) for k, g in layer.grads.items()}
+
+
+def assert_close(a: dict, b: dict, rtol):
+    assert a.keys() == b.keys() and a
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=rtol * np.abs(a[key]).max(), err_msg=key)
+
+
+@pytest.mark.parametrize("n, threads", [(32, 2), (17, 2), (27, 3)])  # even and uneven shards
+def test_gradients_and_loss_equal_the_serial_step(any_size, sharded_calls, n, threads):
+    x, y = batch(n)
+    serial, sharded = small_cnn(1), small_cnn(threads)
+    loss = get_loss("crossentropy")
+    v1, out1 = serial.train_step(x, y, loss, Adam())
+    v2, out2 = sharded.train_step(x, y, loss, Adam())
+    assert sharded_calls == [n]
+    assert v2 == pytest.approx(v1, rel=1e-12)
+    np.testing.assert_allclose(out2, out1, rtol=1e-12)
+    assert_close(grads_of(serial), grads_of(sharded), rtol=1e-10)
+
+
+def test_unfused_loss_gives_the_same_gradients(any_size, sharded_calls):
+    """Quadratic loss on a Sigmoid output: the loss gradient goes through the last activation's backward."""
+    x, _ = batch(24)
+    target = np.random.default_rng(2).random((24, 5))
+    serial, sharded = small_cnn(1, head=Sigmoid), small_cnn(2, head=Sigmoid)
+    loss = get_loss("quadratic")
+    v1, _ = serial.train_step(x, target, loss, Adam())
+    v2, _ = sharded.train_step(x, target, loss, Adam())
+    assert sharded_calls == [24]
+    assert v2 == pytest.approx(v1, rel=1e-12)
+    assert_close(grads_of(serial), grads_of(sharded), rtol=1e-10)
+
+
+def test_presets_train_to_the_same_weights_and_predictions(sharded_calls):
+    """lenet5 and vgg-mini, float64: several Adam steps, then identical weights and predictions."""
+    x, y = batch(16, shape=(1, 28, 28), classes=10)
+    loss = get_loss("crossentropy")
+    for arch in ("lenet5", "vgg-mini"):
+        serial, sharded = build(arch, seed=0, dtype=np.float64), build(arch, seed=0, dtype=np.float64)
+        serial.threads, sharded.threads = 1, 2
+        opt1, opt2 = Adam(lr=1e-2), Adam(lr=1e-2)
+        for _ in range(3):
+            serial.train_step(x, y, loss, opt1)
+            sharded.train_step(x, y, loss, opt2)
+        assert_close(grads_of(serial), grads_of(sharded), rtol=1e-5)
+        state1, state2 = serial.state_dict(), sharded.state_dict()
+        assert_close(state1, state2, rtol=1e-9)
+        np.testing.assert_array_equal(serial.predict(x), sharded.predict(x))
+    assert len(sharded_calls) == 6
+
+
+def test_float32_matches_up_to_rounding(sharded_calls):
+    x, y = batch(32, shape=(1, 28, 28), classes=10)
+    x = x.astype(np.float32)
+    serial, sharded = build("lenet5", seed=0), build("lenet5", seed=0)
+    serial.threads, sharded.threads = 1, 2
+    loss = get_loss("crossentropy")
+    serial.train_step(x, y, loss, Adam())
+    sharded.train_step(x, y, loss, Adam())
+    assert sharded_calls == [32]
+    assert_close(grads_of(serial), grads_of(sharded), rtol=1e-4)
+
+
+@pytest.mark.parametrize("extra", [(BatchNorm(),), (Dropout(0.5),)], ids=["batchnorm", "dropout"])
+def test_batch_dependent_or_random_layers_train_serially(any_size, sharded_calls, extra):
+    model = small_cnn(2, extra=extra)
+    assert not parallel.can_shard(model)
+    model.train_step(*batch(32), get_loss("crossentropy"), Adam())
+    assert sharded_calls == [] and model._sharded is None
+
+
+def test_small_models_and_small_batches_train_serially(any_size, sharded_calls, monkeypatch):
+    model = small_cnn(2)
+    loss = get_loss("crossentropy")
+    model.train_step(*batch(2 * parallel.MIN_SHARD - 1), loss, Adam())  # too small to split
+    assert sharded_calls == []
+    model.train_step(*batch(2 * parallel.MIN_SHARD), loss, Adam())
+    assert sharded_calls == [2 * parallel.MIN_SHARD]
+    monkeypatch.setattr(parallel, "MIN_FLOPS_PER_SAMPLE", 10**12)  # now the model is "too small to gain"
+    model.train_step(*batch(32), loss, Adam())
+    assert sharded_calls == [2 * parallel.MIN_SHARD]
+
+
+def test_replicas_share_parameters_but_not_gradients_or_buffers(any_size):
+    model = small_cnn(2)
+    model.train_step(*batch(32), get_loss("crossentropy"), Adam())
+    conv = model.layers[0]
+    twins = [replica[0] for replica in model._sharded.replicas]
+    for twin in twins:
+        assert twin.params is conv.params
+        assert twin.grads is not conv.grads and twin._buffers is not conv._buffers
+    assert twins[0]._buffers["cols"] is not twins[1]._buffers["cols"]
+
+
+def test_replaced_parameter_arrays_are_used(any_size):
+    """A device move or a loader may replace a layer's params dict: the next sharded step must see it."""
+    x, y = batch(32)
+    loss = get_loss("crossentropy")
+    serial, sharded = small_cnn(1), small_cnn(2)
+    sharded.train_step(x, y, loss, Adam())  # builds the replicas
+    for src, dst in zip(serial.layers, sharded.layers):
+        dst.params = {k: v.copy() for k, v in src.params.items()}
+    serial.train_step(x, y, loss, Adam())
+    sharded.train_step(x, y, loss, Adam())
+    assert_close(grads_of(serial), grads_of(sharded), rtol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_threads_must_be_a_positive_integer(threads):
+    with pytest.raises(ConfigError, match="threads"):
+        small_cnn(threads)
