@@ -74,14 +74,14 @@ def _check_alpha(layer: str, alpha) -> float:
 class ReLU(_Activation):
     """``max(x, 0)``; caches the boolean mask ``x > 0`` (1 byte per element)."""
 
+    # Arithmetic (maximum, multiply by the mask) rather than ``where``: the same values, several times
+    # faster on large float32 batches (NumPy's ``where`` with a scalar runs a slow generic loop).
     def _forward(self, x):
         xp = array_module(x)
-        positive = x > 0
-        return xp.where(positive, x, 0), positive
+        return xp.maximum(x, x.dtype.type(0)), x > 0
 
     def _backward(self, grad_out, positive):
-        xp = array_module(grad_out)
-        return xp.where(positive, grad_out, 0)
+        return grad_out * positive
 
 
 class LeakyReLU(_Activation):
@@ -96,12 +96,19 @@ class LeakyReLU(_Activation):
 
     def _forward(self, x):
         xp = array_module(x)
-        positive = x > 0
-        return xp.where(positive, x, self.alpha * x), positive
+        zero = x.dtype.type(0)
+        # max(x, 0) + alpha * min(x, 0): one of the two terms is exactly 0, so the result is exact.
+        y = xp.minimum(x, zero)
+        y *= x.dtype.type(self.alpha)
+        y += xp.maximum(x, zero)
+        return y, x > 0
 
     def _backward(self, grad_out, positive):
-        xp = array_module(grad_out)
-        return xp.where(positive, grad_out, self.alpha * grad_out)
+        # The local slope, exactly 1 or alpha: alpha where not positive, then + 1 where positive.
+        slope = (~positive) * grad_out.dtype.type(self.alpha)
+        slope += positive
+        slope *= grad_out
+        return slope
 
 
 class ELU(_Activation):
@@ -135,7 +142,9 @@ class Sigmoid(_Activation):
         return s, s
 
     def _backward(self, grad_out, s):
-        return grad_out * s * (1 - s)
+        local = s - s * s  # s(1 − s)
+        local *= grad_out
+        return local
 
 
 class Tanh(_Activation):
@@ -146,7 +155,10 @@ class Tanh(_Activation):
         return t, t
 
     def _backward(self, grad_out, t):
-        return grad_out * (1 - t * t)
+        local = t * t  # 1 − t², computed in place on one temporary
+        array_module(t).subtract(t.dtype.type(1), local, out=local)
+        local *= grad_out
+        return local
 
 
 class Softmax(_Activation):
