@@ -146,7 +146,7 @@ def test_sweep_report_matches_the_run_folders(tmp_path):
 
 @needs_mnist
 def test_resume_runs_only_unfinished_trials(tmp_path):
-    grid = tiny_grid(axes={"lr": [0.01, 0.02, 0.03]})
+    grid = tiny_grid(axes={"lr": [0.01, 0.02]})
     run_sweep(grid, tmp_path, jobs=1, echo=quiet)
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}
     weights = {p: p.read_bytes() for p in tmp_path.glob("*/model.safetensors")}
@@ -154,13 +154,13 @@ def test_resume_runs_only_unfinished_trials(tmp_path):
 
     outcomes, results = run_sweep(grid, tmp_path, jobs=1, echo=quiet)
     assert [(o.trial.name, o.state, o.status) for o in outcomes] == [
-        ("lr=0.01", "done", "skipped"), ("lr=0.02", "resume", "finished"), ("lr=0.03", "done", "skipped")]
+        ("lr=0.01", "done", "skipped"), ("lr=0.02", "resume", "finished")]
     for p, stamp in stamps.items():
         if p.parent.name != "lr=0.02":
             assert p.stat().st_mtime_ns == stamp
     assert (tmp_path / "lr=0.02" / "summary.json").is_file()
     assert all(p.read_bytes() == data for p, data in weights.items())  # resumed after the last epoch: no change
-    assert [r.status for r in results] == ["finished"] * 3
+    assert [r.status for r in results] == ["finished"] * 2
 
     # More epochs: every trial continues from its checkpoint; the first epoch is kept as it was.
     first = json.loads((tmp_path / "lr=0.01" / "metrics.json").read_text())
@@ -168,7 +168,7 @@ def test_resume_runs_only_unfinished_trials(tmp_path):
     assert {o.state for o in outcomes} == {"resume"}
     again = json.loads((tmp_path / "lr=0.01" / "metrics.json").read_text())
     assert len(again) == 2 and again[0] == first[0]
-    assert [int(r["epochs"]) for r in read_csv(tmp_path / "results.csv")] == [2, 2, 2]
+    assert [int(r["epochs"]) for r in read_csv(tmp_path / "results.csv")] == [2, 2]
 
 
 @needs_mnist
@@ -272,6 +272,7 @@ def test_ray_missing_gives_an_install_hint(tmp_path, monkeypatch):
         run_trials(trials, tmp_path, executor="ray", echo=quiet)
 
 
+@pytest.mark.slow
 def test_ray_executor_on_a_local_instance(tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'cnnlab[ray]')")
     if not HAVE_MNIST:

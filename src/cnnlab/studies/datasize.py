@@ -100,7 +100,7 @@ def datasize_figure(rows: list[dict]):
     for r in rows:
         if r.get("test_accuracy") is not None:
             ax.annotate(f"{100 * r['test_accuracy']:.1f}", (r["n"], 100 * r["test_accuracy"]),
-                        textcoords="offset points", xytext=(0, -13), ha="center", fontsize=8, color="tab:blue")
+                        textcoords="offset points", xytext=(-4, 7), ha="right", fontsize=8, color="tab:blue")
     ax.set_xscale("log")
     ax.set(xlabel="training images (log scale)", ylabel="accuracy (%)", title="accuracy versus training-set size")
     ax.grid(alpha=0.3, which="both")

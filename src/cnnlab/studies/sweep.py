@@ -348,7 +348,8 @@ def write_sweep_report(grid, trials: list[Trial], out: Path):
     columns, rows = sweep_table(results)
     notes = ("Accuracies in %. *final*: validation accuracy after the last epoch; *best*: the highest over the "
              "epochs (at *best epoch*); *test*: the final model on the test set; *epoch time*: mean seconds "
-             f"per epoch (training + validation). Run folders: one per trial in `{out}`.")
+             "per epoch (training + validation), on the machine that ran the sweep. One run folder per trial, next "
+             "to this file.")
     title = f"Sweep {Path(grid.source).stem}" + (f": {grid.description}" if grid.description else "")
     write_table(out / "results", columns, rows, title, notes)
     save_figure(accuracy_curves_figure(results, title=f"validation accuracy — {Path(grid.source).stem}"),
