@@ -18,12 +18,18 @@ Backward, for ``δ = dL/dy (N, F, Ho, Wo)`` — the textbook derivation, and how
   swapped; for S = 1 and no padding): ``dL/dx[n, c] = Σ_f full_corr(δ[n, f], rot180(W[f, c]))``, where
   ``full_corr`` slides the kernel over ``δ`` padded with ``k − 1`` zeros on each side (the same sliding
   operation as the forward pass; a *true* convolution with ``W`` itself, in signal-processing terms; with
-  padding P, crop P from each border of the result). We compute the very same sums as
-  ``col2im(W.T @ δ)``: ``W.T @ δ`` gives, for every window, how much each input pixel of that window
-  contributed, and col2im adds those contributions onto the pixels (a pixel covered by several windows
-  receives the sum — exactly the terms of the full convolution, the kernel offset ``(i, j)`` seen from the
-  pixel's side being the rotation). Measured on the LeNet/VGG-on-MNIST shapes, col2im is as fast or faster
-  than an explicit full convolution (which also needs the deltas dilated when S > 1), so we use it.
+  padding P, pad ``δ`` with ``k − 1 − P`` zeros instead, which also crops the result to the input size).
+  We compute it in one of two equivalent ways, whichever moves less memory:
+
+  - *as that convolution*, when S = 1 and ``F <= C``: im2col of the padded deltas, one GEMM with the
+    rotated kernels ``(C, F·kh·kw)``. Its column matrix has ``F·kh·kw`` rows, no more than the forward's,
+    and the GEMM has the efficient forward shape (measured 12-25% faster than col2im on the VGG layers);
+  - *as* ``col2im(W.T @ δ)`` otherwise (S > 1, or more filters than channels): ``W.T @ δ`` gives, for every
+    window, how much each input pixel of that window contributed, and col2im adds those contributions onto
+    the pixels (a pixel covered by several windows receives the sum — exactly the terms of the full
+    convolution, the kernel offset ``(i, j)`` seen from the pixel's side being the rotation). No dilation
+    of the deltas is needed for S > 1, and for ``F > C`` (LeNet's 6 -> 16) it copies less than the
+    convolution would.
 
 The first layer of a model does not need ``dL/dx`` (it is the data): the model sets ``needs_input_grad =
 False`` and we skip that GEMM and the col2im, about half of the backward pass.
@@ -81,6 +87,7 @@ class Conv2D(Layer):
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
         self.geometry: ConvGeometry | None = None
+        self._transposed_geometry: ConvGeometry | None = None  # the dL/dx convolution's, when it is used
         self._cols = None  # im2col of the last training input, for dL/dW
         self._n = 0
         self._buffers: dict[str, object] = {}  # reusable work arrays (training mode), keyed by purpose
@@ -105,7 +112,15 @@ class Conv2D(Layer):
                 f"{h + sum(pad_h)}x{w + sum(pad_w)} (input (C, H, W) = {tuple(input_shape)}, padding {self.padding!r})"
             )
         self.geometry = ConvGeometry(c, h, w, kh, kw, self.stride[0], pad_h, pad_w)
-        return self.filters, self.geometry.out_h, self.geometry.out_w
+        geom = self.geometry
+        # dL/dx as a forward convolution of the deltas (see the module docstring): S = 1, F <= C, and every
+        # padding at most k − 1 so that the deltas' padding k − 1 − P is not negative.
+        self._transposed_geometry = None
+        if self.stride[0] == 1 and self.filters <= c and max(*pad_h, *pad_w) <= min(kh, kw) - 1:
+            self._transposed_geometry = ConvGeometry(
+                self.filters, geom.out_h, geom.out_w, kh, kw, 1,
+                (kh - 1 - pad_h[0], kh - 1 - pad_h[1]), (kw - 1 - pad_w[0], kw - 1 - pad_w[1]))
+        return self.filters, geom.out_h, geom.out_w
 
     def init_params(self, rng):
         c, kh, kw = self.input_shape[0], *self.kernel_size
@@ -171,9 +186,22 @@ class Conv2D(Layer):
             self.grads["b"] = delta.sum(axis=1)
         if not self.needs_input_grad:
             return None
+        if self._transposed_geometry is not None:
+            return self._input_gradient_by_convolution(grad_out, xp)
         # dL/dx: full convolution with the rotated kernels, computed as col2im(W.T @ δ).
         weights = self.params["W"].reshape(self.filters, -1)
         dcols = self._buffer("dcols", self._cols.shape, xp)
         xp.matmul(weights.T, delta, out=dcols)
         padded = self._buffer("dpadded", geom.buffer_shape(n), xp)
         return col2im(dcols, n, geom, padded=padded)
+
+    def _input_gradient_by_convolution(self, grad_out, xp):
+        """dL/dx as the textbook writes it: the deltas, padded with k − 1 − P zeros, correlated with the
+        180°-rotated kernels, input and output channels swapped: ``(N, F, Ho, Wo) -> (N, C, H, W)``."""
+        geom, n = self._transposed_geometry, self._n
+        rotated = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, kh, kw)
+        rotated = xp.ascontiguousarray(rotated).reshape(rotated.shape[0], -1)
+        padded = self._buffer("delta_padded", geom.buffer_shape(n), xp, zeros=True)
+        cols = self._buffer("delta_cols", (geom.window_size, geom.grid_size(n)), xp)
+        cols = im2col(grad_out, geom, out=cols, padded=padded)
+        return grid_to_images(rotated @ cols, n, geom)
