@@ -37,7 +37,7 @@ def trials(lmbda: float = DEFAULT_LAMBDA, **options) -> list[Trial]:
     """The four runs (plain, L2, augmentation, both); ``options`` override :data:`BASE`."""
     base = base_config(BASE, options, "overfitting study")
     runs = [("plain", "no regularization", 0.0, False), ("l2", f"L2 (λ = {lmbda:g})", lmbda, False),
-            ("augment", "augmentation", 0.0, True), ("l2+augment", f"L2 + augmentation", lmbda, True)]
+            ("augment", "augmentation", 0.0, True), ("l2+augment", "L2 + augmentation", lmbda, True)]
     return [Trial(name, {"lmbda": lam, "augment": aug}, base.replace(lmbda=lam, augment=aug), label=label)
             for name, label, lam, aug in runs]
 
