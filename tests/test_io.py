@@ -63,3 +63,12 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
         save_model(build("lenet5", seed=9), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    path = save_model(build("lenet5"), tmp_path / "m.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

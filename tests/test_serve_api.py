@@ -287,10 +287,6 @@ def test_healthz_openapi_and_page(client):
 
 
 def test_bundled_model_is_the_default():
-    from cnnlab.io import bundled_model_path
-
-    if not bundled_model_path().is_file():
-        pytest.skip("the bundled model file is not in this checkout yet")
     with TestClient(create_app()) as c:
         body = upload(c, png(draw_digits([1])), "?features=true").json()
     assert body["prediction"] == 1

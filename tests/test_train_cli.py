@@ -87,10 +87,6 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_evaluate_without_model_uses_the_bundled_one(capsys):
-    from cnnlab.io import bundled_model_path
-
-    if not bundled_model_path().is_file():
-        pytest.skip("the bundled model is not in this checkout yet")
     code, out, _ = run_cli(capsys, "evaluate", "--data-dir", str(DATA), "--json", "--no-plots")
     assert code == 0
     assert json.loads(out)["accuracy"] >= 0.99

@@ -1,0 +1,41 @@
+"""The model that ships inside the package: present, accurate, and right on the example pictures."""
+
+import json
+
+
+from cnnlab.cli import main
+from cnnlab.io import bundled_model_path, load_bundled_model
+
+
+def test_bundled_model_ships_with_the_package_and_is_small():
+    path = bundled_model_path()
+    assert path.is_file(), f"{path} is missing: the package must ship its model"
+    assert path.stat().st_size < 1_000_000
+    model = load_bundled_model()
+    assert model.info["architecture"]["name"] == "lenet5"
+    assert model.input_shape == (1, 28, 28)
+
+
+def test_bundled_model_reaches_99_percent_on_the_mnist_test_set(real_data):
+    from cnnlab.data import load_dataset
+
+    test = load_dataset("mnist", split="test", data_dir=real_data("mnist"))
+    accuracy = load_bundled_model().evaluate(test).accuracy
+    assert accuracy >= 0.99, f"bundled model: {accuracy:.4f} on MNIST test"
+
+
+def test_predict_example_reads_the_shipped_drawings(capsys):
+    assert main(["predict", "--example", "--json"]) == 0
+    answers = {r["file"].rsplit("/", 1)[-1]: r["prediction"] for r in json.loads(capsys.readouterr().out)}
+    assert answers == {"seven.png": 7, "three.png": 3}
+
+
+def test_predict_example_number(capsys):
+    assert main(["predict", "--example", "--number", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["number"] == "2026"
+
+
+def test_predict_without_pictures_is_a_usage_error(capsys):
+    assert main(["predict"]) != 0
+    assert "--example" in capsys.readouterr().err
