@@ -161,3 +161,31 @@ def test_replaced_parameter_arrays_are_used(any_size):
 def test_threads_must_be_a_positive_integer(threads):
     with pytest.raises(ConfigError, match="threads"):
         small_cnn(threads)
+
+
+def test_predict_proba_runs_batches_in_threads_with_the_same_result(monkeypatch):
+    calls = []
+    original = parallel.map_in_threads
+    monkeypatch.setattr(parallel, "map_in_threads", lambda fn, items, threads: calls.append(len(items))
+                        or original(fn, items, threads))
+    x, _ = batch(50)
+    # Same weights, BatchNorm and Dropout included: inference caches nothing, so any layer may run in threads.
+    serial = small_cnn(1, extra=(BatchNorm(), Dropout(0.5)))
+    threaded = small_cnn(2, extra=(BatchNorm(), Dropout(0.5)))
+    expected = serial.predict_proba(x, batch_size=7)
+    got = threaded.predict_proba(x, batch_size=7)
+    assert calls == [8]  # ceil(50 / 7) batches, in order
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_array_equal(threaded.predict(x, batch_size=7), expected.argmax(axis=1))
+
+
+def test_map_in_threads_keeps_order_and_raises():
+    assert parallel.map_in_threads(lambda v: v * v, list(range(20)), 3) == [v * v for v in range(20)]
+
+    def fail_on_seven(v):
+        if v == 7:
+            raise ValueError("seven")
+        return v
+
+    with pytest.raises(ValueError, match="seven"):
+        parallel.map_in_threads(fail_on_seven, list(range(10)), 2)

@@ -24,11 +24,16 @@ What cannot be split: layers whose output for one sample depends on the rest of 
 normalises with the batch statistics) and layers that draw random numbers (Dropout: the shards would draw
 other masks than the serial step). A model holding one of them, a model too small to gain anything, or a
 batch too small to split, trains with the plain serial step (:meth:`Sequential.train_step` decides).
+
+Inference needs no replicas: a forward pass in inference mode caches nothing, so the same layers can
+serve several batches at once; :meth:`Sequential.predict_proba` runs its batches through
+:func:`map_in_threads`, whatever the layers.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -106,6 +111,34 @@ def _blas_limiter():
         return _CONTROLLER[0]
 
 
+def map_in_threads(fn, items: list, threads: int) -> list:
+    """``[fn(item) for item in items]``, computed by ``threads`` threads at once (this one included).
+
+    Each thread takes the next item not yet taken, so uneven items balance themselves; BLAS runs with one
+    thread meanwhile. Exceptions propagate. The results come back in the order of ``items``.
+    """
+    if threads < 2 or len(items) < 2 or _blas_limiter() is None:
+        return [fn(item) for item in items]
+    results = [None] * len(items)
+    taken = itertools.count()  # next() on it is atomic: a lock-free work queue
+
+    def work():
+        while (index := next(taken)) < len(items):
+            results[index] = fn(items[index])
+
+    with _blas_limiter().limit(limits=1, user_api="blas"):
+        helpers = [_pool(threads - 1).submit(work) for _ in range(min(threads, len(items)) - 1)]
+        work()
+        for helper in helpers:
+            helper.result()
+    return results
+
+
+def can_map(x) -> bool:
+    """Inference batches of ``x`` may run in threads: NumPy arrays (CuPy keeps its own GPU streams)."""
+    return array_module(x) is np
+
+
 class ShardedStep:
     """Computes the gradients of a training step of ``model`` on ``threads`` shards of the batch at once.
 
@@ -149,9 +182,7 @@ class ShardedStep:
         bounds = [n * s // self.threads for s in range(self.threads + 1)]
         jobs = [(self.replicas[s], x[a:b], y[a:b], loss, stop, (b - a) / n)
                 for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
-        with _blas_limiter().limit(limits=1, user_api="blas"):
-            futures = [_pool(self.threads - 1).submit(self._shard, *job) for job in jobs[1:]]
-            results = [self._shard(*jobs[0])] + [f.result() for f in futures]  # shard 0 in this thread
+        results = map_in_threads(lambda job: self._shard(*job), jobs, self.threads)
         xp = array_module(x)
         for index, layer in enumerate(self.model.layers):
             for key in layer.grads:
