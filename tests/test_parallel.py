@@ -113,12 +113,31 @@ def test_float32_matches_up_to_rounding(sharded_calls):
     assert_close(grads_of(serial), grads_of(sharded), rtol=1e-4)
 
 
-@pytest.mark.parametrize("extra", [(BatchNorm(),), (Dropout(0.5),)], ids=["batchnorm", "dropout"])
-def test_batch_dependent_or_random_layers_train_serially(any_size, sharded_calls, extra):
-    model = small_cnn(2, extra=extra)
+def test_batchnorm_models_train_serially(any_size, sharded_calls):
+    """BatchNorm normalises with the statistics of the whole batch: shards would see other statistics."""
+    model = small_cnn(2, extra=(BatchNorm(),))
     assert not parallel.can_shard(model)
     model.train_step(*batch(32), get_loss("crossentropy"), Adam())
     assert sharded_calls == [] and model._sharded is None
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_dropout_draws_the_masks_of_the_serial_step(any_size, sharded_calls, frozen):
+    x, y = batch(32)
+    loss = get_loss("crossentropy")
+    serial = small_cnn(1, extra=(Dropout(0.5), Dropout(0.3)))
+    sharded = small_cnn(2, extra=(Dropout(0.5), Dropout(0.3)))
+    for model in (serial, sharded):
+        for layer in model.layers:
+            if layer.kind == "Dropout":
+                layer.freeze_mask(frozen)
+    for _ in range(2):  # the second step draws new masks (or reuses the frozen ones)
+        serial.train_step(x, y, loss, Adam())
+        sharded.train_step(x, y, loss, Adam())
+        assert_close(grads_of(serial), grads_of(sharded), rtol=1e-10)
+    assert sharded_calls == [32, 32]
+    masks = [(a._mask, b._mask) for a, b in zip(serial.layers, sharded.layers) if a.kind == "Dropout"]
+    assert len(masks) == 2 and all(np.array_equal(a, b) for a, b in masks)
 
 
 def test_small_models_and_small_batches_train_serially(any_size, sharded_calls, monkeypatch):

@@ -20,10 +20,11 @@ arrays with the model's layer (so nothing needs copying and the optimizer's in-p
 all), but has its own caches, gradients and work buffers. Inside the shards BLAS is limited to one thread
 (with ``threadpoolctl``): the cores are already busy, and OpenBLAS threads fighting each other is slower.
 
-What cannot be split: layers whose output for one sample depends on the rest of the batch (BatchNorm, which
-normalises with the batch statistics) and layers that draw random numbers (Dropout: the shards would draw
-other masks than the serial step). A model holding one of them, a model too small to gain anything, or a
-batch too small to split, trains with the plain serial step (:meth:`Sequential.train_step` decides).
+Dropout draws random masks: to draw exactly what the serial step would, the model's own Dropout layers
+draw their whole-batch masks first, in layer order, and each replica uses its shard's rows. What cannot be
+split: a layer whose output for one sample depends on the rest of the batch (BatchNorm normalises with the
+batch statistics). A model holding one, a model too small to gain anything, or a batch too small to split,
+trains with the plain serial step (:meth:`Sequential.train_step` decides).
 
 Inference needs no replicas: a forward pass in inference mode caches nothing, so the same layers can
 serve several batches at once; :meth:`Sequential.predict_proba` runs its batches through
@@ -45,7 +46,7 @@ from .timing import backward_flops, forward_flops
 
 #: Layers whose forward/backward passes treat every sample on its own, without randomness.
 SHARDABLE_KINDS = frozenset({"Conv2D", "MaxPool2D", "AvgPool2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
-                             "ELU", "Sigmoid", "Tanh", "Softmax"})
+                             "ELU", "Sigmoid", "Tanh", "Softmax", "Dropout"})
 
 #: Below this many floating-point operations per training sample, thread hand-offs cost more than they
 #: save (an MLP step takes well under a millisecond): such models train serially.
@@ -161,6 +162,17 @@ class ShardedStep:
             for twin, layer in zip(replica, self.model.layers):
                 twin.params, twin.needs_input_grad = layer.params, layer.needs_input_grad
 
+    def _draw_dropout_masks(self, x, bounds, stop):
+        """Let each Dropout layer draw its whole-batch mask, in layer order as the serial step does; hand
+        every replica its shard's rows (``fixed_mask``: the replica then reuses it instead of drawing)."""
+        for index, layer in enumerate(self.model.layers[:stop]):
+            if layer.kind != "Dropout" or layer.rate == 0:
+                continue
+            # A forward pass on ones draws (or, when frozen, reuses) the mask exactly as training would.
+            layer.forward(array_module(x).ones((len(x), *layer.input_shape), dtype=x.dtype), training=True)
+            for replica, a, b in zip(self.replicas, bounds[:-1], bounds[1:]):
+                replica[index].fixed_mask, replica[index]._mask = True, layer._mask[a:b]
+
     def _shard(self, layers, x, y, loss, stop, scale):
         """Forward + backward of one shard through one replica; returns (scaled loss, logits)."""
         out = x
@@ -180,6 +192,7 @@ class ShardedStep:
         self._sync()
         n = len(x)
         bounds = [n * s // self.threads for s in range(self.threads + 1)]
+        self._draw_dropout_masks(x, bounds, stop)
         jobs = [(self.replicas[s], x[a:b], y[a:b], loss, stop, (b - a) / n)
                 for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
         results = map_in_threads(lambda job: self._shard(*job), jobs, self.threads)
