@@ -10,6 +10,9 @@ cnnlab/PyTorch (> 1 means cnnlab is faster). Single-image inference latency is r
     python benchmarks/vs_torch.py --json          # machine-readable
     python benchmarks/vs_torch.py --profile lenet5   # where cnnlab's time goes, per layer
 
+cnnlab's training step splits each batch over the threads (``cnnlab.parallel``); ``--profile`` times the
+layers of the plain serial step on one whole batch.
+
 Real MNIST is used when ``CNNLAB_DATA`` (or the cache) has it, random images otherwise (speed is the same).
 """
 
@@ -73,7 +76,7 @@ def latency(fn, repeats=300):
     return statistics.median(times) * 1e3
 
 
-def bench_arch(arch, x, y, batch, optimizer, lr, epochs):
+def bench_arch(arch, x, y, batch, optimizer, lr, epochs, threads):
     import torch
 
     from cnnlab.architectures import build
@@ -81,6 +84,7 @@ def bench_arch(arch, x, y, batch, optimizer, lr, epochs):
     from cnnlab.torch_bridge import to_torch
 
     model = build(arch, seed=0)
+    model.threads = threads  # shards per training step (1: the serial step)
     net = to_torch(model)
     net.train()
     ours_opt, theirs_opt = make_optimizers(optimizer, lr, net.parameters())
@@ -184,7 +188,19 @@ def main(argv=None) -> int:
     if args.profile:
         profile(args.profile, x, y, args.batch)
         return 0
-    results = [bench_arch(a, x, y, args.batch, args.optimizer, args.lr, args.epochs) for a in args.arch]
+    load_before = os.getloadavg()
+    try:  # NumPy's BLAS gets the same thread count as torch (the sharded step lowers it to 1 per shard)
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    limits = threadpool_limits(args.threads, user_api="blas") if threadpool_limits else None
+    results = [bench_arch(a, x, y, args.batch, args.optimizer, args.lr, args.epochs, args.threads)
+               for a in args.arch]
+    if limits is not None:
+        limits.restore_original_limits()
+    load = {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]}
+    for r in results:  # other jobs on the machine skew both libraries: say how busy it was
+        r["load_average_1_5_15min"] = load
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -196,6 +212,7 @@ def main(argv=None) -> int:
         print(f"{r['arch']:<12}{r['cnnlab_images_per_s']:>14,.0f}{r['torch_images_per_s']:>13,.0f}{r['ratio']:>8.2f}"
               f"{r['cnnlab_epoch_s_60k']:>8.1f} /{r['torch_epoch_s_60k']:>6.1f}"
               f"{r['cnnlab_latency_ms']:>12.2f} /{r['torch_latency_ms']:>6.2f}")
+    print(f"load average (1, 5, 15 min) before {load['before']}, after {load['after']} on {os.cpu_count()} CPUs")
     return 0
 
 
