@@ -121,7 +121,7 @@ def evaluate_predictions(labels, predictions, num_classes: int, class_names=(), 
     )
 
 
-def evaluate_model(model, x, labels, class_names=(), batch_size: int = 1000, loss=None,
+def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss=None,
                    transform=None) -> Evaluation:
     """Run ``model`` on inputs ``x`` and compare with ``labels`` ``(N,)``; inference mode, in batches.
 
@@ -135,19 +135,21 @@ def evaluate_model(model, x, labels, class_names=(), batch_size: int = 1000, los
     num_classes = int(model.output_shape[-1])
     if num_classes == 1:  # a single sigmoid unit: class 1 when the output is above 0.5
         num_classes = 2
-    total_loss = 0.0
-    preds = []
-    for start in range(0, len(x), batch_size):
+    from_logits = loss is not None and model._fused_stop(loss) is not None
+
+    def run(start: int):
+        """(summed loss, predicted classes) of one batch; batches may run on several threads."""
         xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
         if transform is not None:
             xb = transform(xb)
-        if loss is not None:
-            value, out = model.loss_and_output(xb, yb, loss)
-            total_loss += value * len(xb)
-            from_logits = model._fused_stop(loss) is not None
-        else:
-            out, from_logits = model.forward(xb), False
-        preds.append(predicted_classes(to_numpy(out), from_logits))
+        if loss is None:
+            return 0.0, predicted_classes(to_numpy(model.forward(xb)))
+        value, out = model.loss_and_output(xb, yb, loss)
+        return value * len(xb), predicted_classes(to_numpy(out), from_logits)
+
+    results = model._map_batches(run, list(range(0, len(x), batch_size)))
+    total_loss = sum(value for value, _ in results)
+    preds = [p for _, p in results]
     predictions = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     mean_loss = total_loss / len(x) if loss is not None and len(x) else None
     return evaluate_predictions(labels, predictions, num_classes, class_names, mean_loss)

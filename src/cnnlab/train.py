@@ -361,7 +361,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     return state.history
 
 
-def evaluate(model, dataset, batch_size: int = 1000, loss=None, preprocessing=None):
+def evaluate(model, dataset, batch_size: int = 256, loss=None, preprocessing=None):
     """Accuracy, per-class accuracy, confusion matrix and mistakes of ``model`` on a dataset.
 
     ``dataset`` is a :class:`~cnnlab.data.Dataset` or an ``(x, y)`` pair; uint8 images are converted
