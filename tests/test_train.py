@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cnnlab.errors import NumericalError, ShapeError
-from cnnlab.layers import Dense, Dropout, Flatten, ReLU, Softmax
+from cnnlab.layers import BatchNorm, Dense, Dropout, Flatten, ReLU, Softmax
 from cnnlab.model import Sequential
 from cnnlab.optim import Adam, StepLR
-from cnnlab.train import Callback, History, evaluate, fit, format_row, to_inputs
+from cnnlab.train import Callback, History, batch_bounds, evaluate, fit, format_row, to_inputs
 
 
 def toy_data(n=400, seed=0, classes=4):
@@ -195,3 +195,22 @@ def test_mlp_learns_real_mnist_subset():
     history = fit(model, train, val, epochs=2, batch_size=10, optimizer="sgd", lr=0.5,
                   progress=False, verbose=False)
     assert history["val_accuracy"][-1] > 0.75
+
+
+def test_batch_bounds_fold_a_single_last_sample_only_when_asked():
+    assert batch_bounds(21, 10) == [0, 10, 20, 21]
+    assert batch_bounds(21, 10, fold_single=True) == [0, 10, 21]
+    assert batch_bounds(22, 10, fold_single=True) == [0, 10, 20, 22]
+    assert batch_bounds(1, 10, fold_single=True) == [0, 1]
+
+
+def test_batchnorm_model_trains_when_the_last_batch_holds_one_image():
+    """21 images in batches of 10: the 21st joins the second batch instead of failing alone in BatchNorm."""
+    images, labels = toy_data(21)
+    model = Sequential([Flatten(), Dense(8), BatchNorm(), ReLU(), Dense(4), Softmax()], (1, 8, 8), seed=0)
+    sizes = []
+    original = model.train_step
+    model.train_step = lambda x, y, loss, opt: sizes.append(len(x)) or original(x, y, loss, opt)
+    history = fit(model, (images, labels), epochs=2, batch_size=10, progress=False, verbose=False)
+    assert history.stop_reason == "completed"
+    assert sizes == [10, 11, 10, 11]

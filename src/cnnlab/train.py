@@ -234,6 +234,26 @@ class EarlyStopping(Callback):
 
 
 # -- the loop -------------------------------------------------------------------------------------------
+def batch_bounds(n: int, batch_size: int, fold_single: bool = False) -> list[int]:
+    """Start of every mini-batch of an epoch over ``n`` samples, then ``n``: batch ``b`` is
+    ``order[bounds[b]:bounds[b + 1]]``.
+
+    With ``fold_single``, a last batch of one sample is folded into the batch before it (which gets
+    ``batch_size + 1`` samples): batch normalization cannot train on one value per channel (its
+    variance is 0), so a BatchNorm model would fail on, say, 21 images in batches of 10.
+    """
+    bounds = list(range(0, n, batch_size)) + [n]
+    if fold_single and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    return bounds
+
+
+def _has_batchnorm(model) -> bool:
+    from .layers import BatchNorm
+
+    return any(isinstance(layer, BatchNorm) for layer in getattr(model, "layers", ()))
+
+
 def make_batch_transform(preprocessing: dict | None, input_shape, augment=None, rng=None):
     """uint8 batch -> float32 network input: scale, optional augmentation (drawing from ``rng``), normalise."""
     pre = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
@@ -265,6 +285,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         monitors: dict switching ``train_cost``, ``train_accuracy``, ``val_cost``, ``val_accuracy``.
         seed / rng: the generator that shuffles and augments (an explicit ``rng`` wins).
         initial_epoch, history: continue a run (``cnnlab.runs`` restores them from a checkpoint).
+
+    A model with a :class:`~cnnlab.layers.BatchNorm` layer never trains on a last batch of one image
+    (its statistics would be undefined): that image joins the batch before it (see :func:`batch_bounds`).
 
     Raises :class:`~cnnlab.errors.NumericalError` when the loss becomes NaN or infinite (the message
     says at which epoch and batch). Ctrl-C stops after the callbacks have saved what they keep; the
@@ -299,7 +322,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     count_correct = monitors["train_accuracy"] and not full_train_eval
     state = TrainingState(model, optimizer, loss, rng, history or History(), epochs, initial_epoch)
     n = len(images)
-    n_batches = -(-n // batch_size)
+    bounds = batch_bounds(n, batch_size, fold_single=_has_batchnorm(model))
+    n_batches = len(bounds) - 1
     for cb in callbacks:
         cb.on_train_begin(state)
     try:
@@ -313,7 +337,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
             order = rng.permutation(n)
             total_loss, correct = 0.0, 0
             for b in range(n_batches):
-                idx = order[b * batch_size:(b + 1) * batch_size]
+                idx = order[bounds[b]:bounds[b + 1]]
                 yb = labels[idx]
                 try:
                     value, out = model.train_step(transform(images[idx]), yb, loss, optimizer)
