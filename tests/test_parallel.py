@@ -208,3 +208,26 @@ def test_map_in_threads_keeps_order_and_raises():
 
     with pytest.raises(ValueError, match="seven"):
         parallel.map_in_threads(fail_on_seven, list(range(10)), 2)
+
+
+def test_cnnlab_threads_sets_the_default_thread_count(monkeypatch):
+    monkeypatch.delenv(parallel.THREADS_VARIABLE, raising=False)
+    cores = parallel.default_threads()
+    assert cores >= 1
+    monkeypatch.setenv(parallel.THREADS_VARIABLE, str(cores + 3))
+    assert parallel.default_threads() == cores + 3
+    for bad in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv(parallel.THREADS_VARIABLE, bad)
+        with pytest.raises(ConfigError, match=f"CNNLAB_THREADS must be a positive integer.*{bad!r}"):
+            parallel.default_threads()
+
+
+def test_a_model_without_threads_follows_cnnlab_threads(any_size, sharded_calls, monkeypatch):
+    x, y = batch(32)
+    model = small_cnn(None)
+    monkeypatch.setenv(parallel.THREADS_VARIABLE, "1")
+    model.train_step(x, y, get_loss("crossentropy"), Adam())
+    assert sharded_calls == []  # one thread: the serial step
+    monkeypatch.setenv(parallel.THREADS_VARIABLE, "2")
+    model.train_step(x, y, get_loss("crossentropy"), Adam())
+    assert sharded_calls == [32] and model._sharded.threads == 2

@@ -209,6 +209,52 @@ def test_parallel_processes_write_logs_and_restore_the_environment(tmp_path, mon
     assert a.final_val_accuracy is not None and a.rows != b.rows  # two different seeds, two real runs
 
 
+def test_parallel_workers_get_cores_over_jobs_threads(monkeypatch):
+    """Each worker's models (CNNLAB_THREADS) and BLAS get cores / jobs threads, not every core each."""
+    import concurrent.futures
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cnnlab import parallel
+    from cnnlab.studies import sweep
+
+    class InlinePool(ThreadPoolExecutor):  # stands in for the process pool: sees the workers' environment
+        def __init__(self, max_workers, mp_context=None):
+            super().__init__(max_workers=max_workers)
+
+    seen = []
+
+    def fake_trial(payload):
+        seen.append((os.environ["CNNLAB_THREADS"], os.environ["OPENBLAS_NUM_THREADS"],
+                     parallel.default_threads(), payload["threads"]))
+        return {"status": "finished", "error": "", "seconds": 0.0}
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(sweep, "execute_trial", fake_trial)
+    monkeypatch.setattr(sweep, "core_count", lambda: 6)
+    monkeypatch.delenv("CNNLAB_THREADS", raising=False)
+    results = list(sweep.run_local([{}, {}, {}], jobs=3))
+    assert len(results) == 3 and seen == [("2", "2", 2, 2)] * 3
+    assert "CNNLAB_THREADS" not in os.environ  # restored for this process
+
+
+def test_limit_threads_sets_cnnlab_threads_in_a_running_worker(monkeypatch):
+    """Ray workers have imported NumPy already: the models they build still get the trial's threads."""
+    import threadpoolctl
+
+    from cnnlab import parallel
+    from cnnlab.studies.sweep import _limit_threads
+
+    blas = []
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", blas.append)  # leave this process's BLAS alone
+    monkeypatch.delenv("CNNLAB_THREADS", raising=False)
+    before = parallel.default_threads()
+    _limit_threads(None)
+    assert parallel.default_threads() == before and blas == []
+    monkeypatch.setenv("CNNLAB_THREADS", "")  # so that monkeypatch restores the variable after the test
+    _limit_threads(3)
+    assert parallel.default_threads() == 3 and blas == [3]
+
+
 def test_bad_executor_options():
     trials = tiny_grid(axes={"lr": [0.1]}).trials()
     with pytest.raises(ConfigError, match="unknown executor 'dask'"):

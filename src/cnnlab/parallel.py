@@ -29,6 +29,11 @@ trains with the plain serial step (:meth:`Sequential.train_step` decides).
 Inference needs no replicas: a forward pass in inference mode caches nothing, so the same layers can
 serve several batches at once; :meth:`Sequential.predict_proba` runs its batches through
 :func:`map_in_threads`, whatever the layers.
+
+How many threads: a model built with ``threads=None`` asks :func:`default_threads` at every step, which
+reads the environment variable ``CNNLAB_THREADS`` (a positive integer) and otherwise counts the cores this
+process may run on. Parallel sweeps set ``CNNLAB_THREADS=cores/jobs`` in their workers, so that ``jobs``
+processes do not each start one thread per core.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .backend import array_module
+from .errors import ConfigError
 from .timing import backward_flops, forward_flops
 
 #: Layers whose forward/backward passes treat every sample on its own, without randomness.
@@ -56,8 +62,19 @@ MIN_FLOPS_PER_SAMPLE = 500_000
 MIN_SHARD = 8
 
 
+#: Environment variable overriding :func:`default_threads` (set by parallel sweeps in their workers).
+THREADS_VARIABLE = "CNNLAB_THREADS"
+
+
 def default_threads() -> int:
-    """The cores this process may run on (``os.sched_getaffinity`` where available)."""
+    """Threads for a model built with ``threads=None``: ``$CNNLAB_THREADS`` when set, else the cores this
+    process may run on (``os.sched_getaffinity`` where available)."""
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"{THREADS_VARIABLE} must be a positive integer (threads per process), "
+                              f"received {value!r}")
+        return int(value)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows

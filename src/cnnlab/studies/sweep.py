@@ -14,8 +14,9 @@ experiments.
 
 Parallel trials are separate *processes* (the engine is NumPy: threads would fight over the GIL
 between BLAS calls), started with the ``spawn`` method so that no half-initialised BLAS thread pool is
-inherited. Each worker's BLAS may use ``cores / jobs`` threads: the ``*_NUM_THREADS`` variables are set
-in the environment the workers are started with, before they import NumPy — otherwise ``jobs``
+inherited. Each worker may use ``cores / jobs`` threads: the ``*_NUM_THREADS`` variables (BLAS) and
+``CNNLAB_THREADS`` (the model's own sharded training step, :func:`cnnlab.parallel.default_threads`) are
+set in the environment the workers are started with, before they import NumPy — otherwise ``jobs``
 processes times ``cores`` threads each would oversubscribe the machine.
 """
 
@@ -35,8 +36,9 @@ from .grid import Trial
 
 FINISHED = ("completed", "early_stop")
 EXECUTORS = ("local", "ray")
+#: Thread counts set for the workers: BLAS / OpenMP libraries, and cnnlab's own (``cnnlab.parallel``).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                    "NUMEXPR_NUM_THREADS")
+                    "NUMEXPR_NUM_THREADS", "CNNLAB_THREADS")
 #: Options that may differ between a trial and the folder it resumes: they change no result.
 IGNORED_ON_RESUME = ("epochs", "progress", "test", "out", "name", "data_dir")
 
@@ -115,7 +117,7 @@ def execute_trial(payload: dict) -> dict:
 
     ``payload``: ``config`` (a TrainConfig as a dict, with ``out`` and ``name`` set), ``resume`` (the run
     folder to continue, or None), ``log`` (a file receiving the trial's output, or None: print), and
-    ``threads`` (BLAS threads, or None: leave as is). Returns ``{"status", "error", "seconds"}``.
+    ``threads`` (BLAS and model threads, or None: leave as is). Returns ``{"status", "error", "seconds"}``.
     User errors and divergence are results, not exceptions, so one bad trial never stops the others.
     """
     from ..config import TrainConfig
@@ -146,9 +148,11 @@ def execute_trial(payload: dict) -> dict:
 
 
 def _limit_threads(threads: int | None) -> None:
-    """Limit BLAS threads in a process that has already imported NumPy (Ray workers), when possible."""
+    """Limit this process to ``threads`` threads, also when it has already imported NumPy (Ray workers):
+    ``CNNLAB_THREADS`` for the models it builds, and BLAS through threadpoolctl when installed."""
     if not threads:
         return
+    os.environ["CNNLAB_THREADS"] = str(int(threads))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # the environment variables set at start-up are then all we have
