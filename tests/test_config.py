@@ -76,6 +76,14 @@ def test_missing_file():
     ({"monitors": {"test_accuracy": True}}, "unknown monitor"),
     ({"val_split": 2.5}, "val_split must be a fraction"),
     ({"seed": -1}, "seed must be a non-negative integer"),
+    ({"arch": 5}, "arch must be a non-empty string, received 5"),
+    ({"optimizer": 3}, "optimizer must be a non-empty string, received 3"),
+    ({"dataset": 5}, "dataset must be a non-empty string, received 5"),
+    ({"name": ["a"]}, "name must be a non-empty string"),
+    ({"augment": "no"}, "augment must be true or false, received 'no'"),
+    ({"progress": 1}, "progress must be true or false, received 1"),
+    ({"monitors": {"train_cost": "false"}}, "monitors.train_cost must be true or false, received 'false'"),
+    ({"lr": "0.1"}, "lr must be a number >= 0.0, received '0.1'"),
 ])
 def test_invalid_values_name_the_option(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -113,3 +121,29 @@ def test_mlp_output_follows_the_loss():
     assert softmax.layers[-1].kind == "Softmax" and sigmoid.layers[-1].kind == "Sigmoid"
     with pytest.raises(ConfigError, match="unknown layer type 'Dens'"):
         build_model(TrainConfig(layers=[{"type": "Dens"}]), (1, 28, 28), 10)
+
+
+def test_yaml_strings_for_switches_are_refused_not_read_as_true(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text('monitors:\n  train_cost: "false"\n')
+    with pytest.raises(ConfigError, match="monitors.train_cost must be true or false"):
+        TrainConfig.from_file(path)
+    path.write_text("monitors:\n  train_cost: false\naugment: true\n")
+    config = TrainConfig.from_file(path)
+    assert config.monitors["train_cost"] is False and config.augment is True
+
+
+def test_binary_or_misnamed_config_files_are_clear_errors(tmp_path):
+    binary = tmp_path / "run.toml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="must be UTF-8 text"):
+        TrainConfig.from_file(binary)
+    picture = tmp_path / "run.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="must end in .toml"):
+        TrainConfig.from_file(picture)
+
+
+def test_paths_are_accepted_and_stored_as_text(tmp_path):
+    config = TrainConfig(out=tmp_path, data_dir=tmp_path / "data")
+    assert config.out == str(tmp_path) and config.data_dir == str(tmp_path / "data")

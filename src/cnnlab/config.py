@@ -38,6 +38,12 @@ MONITORS = ("train_cost", "train_accuracy", "val_cost", "val_accuracy")
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3}
 DEFAULT_SGD_LR = 0.1
 
+#: Options whose value is text (the optional ones may be left out: ``None``), and the yes/no switches.
+TEXT_OPTIONS = ("arch", "dataset", "optimizer", "schedule", "loss", "out")
+OPTIONAL_TEXT_OPTIONS = ("activation", "pooling", "init", "data_dir", "name")
+PATH_OPTIONS = ("out", "data_dir")  # a pathlib.Path is accepted and stored as text
+SWITCH_OPTIONS = ("augment", "nesterov", "full_train_eval", "progress", "test")
+
 
 @dataclass
 class TrainConfig:
@@ -114,6 +120,7 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
                 raise ConfigError(f"{name} must be a number >= {low}, received {value!r}")
 
+        self._check_types()
         positive_int("epochs", self.epochs)
         positive_int("batch_size", self.batch_size)
         positive_int("step_size", self.step_size)
@@ -133,12 +140,32 @@ class TrainConfig:
         if not isinstance(self.monitors, dict) or set(self.monitors) - set(MONITORS):
             unknown = sorted(set(self.monitors) - set(MONITORS)) if isinstance(self.monitors, dict) else self.monitors
             raise ConfigError(f"unknown monitor(s) {unknown!r}; expected some of {', '.join(MONITORS)}")
-        self.monitors = {m: bool(self.monitors.get(m, True)) for m in MONITORS}
+        for m, on in self.monitors.items():
+            if not isinstance(on, bool):
+                raise ConfigError(f"monitors.{m} must be true or false, received {on!r}")
+        self.monitors = {m: self.monitors.get(m, True) for m in MONITORS}
         for name in ("arch_options", "augment_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a table of options, received {getattr(self, name)!r}")
         if self.layers is not None and not isinstance(self.layers, list):
             raise ConfigError(f"layers must be a list of layer descriptions, received {type(self.layers).__name__}")
+
+    def _check_types(self) -> None:
+        """Text options must be text and switches true/false: ``arch = 5`` or ``augment = "no"`` (a
+        string, which Python would take as true) are errors, not surprises later on."""
+        for name in TEXT_OPTIONS + OPTIONAL_TEXT_OPTIONS:
+            value = getattr(self, name)
+            if value is None and name in OPTIONAL_TEXT_OPTIONS:
+                continue
+            if name in PATH_OPTIONS and isinstance(value, os.PathLike):
+                value = os.fspath(value)
+                setattr(self, name, value)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{name} must be a non-empty string, received {value!r}")
+        for name in SWITCH_OPTIONS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, received {value!r}")
 
     # -- derived values -------------------------------------------------------------------------------
     @property
@@ -200,7 +227,16 @@ def read_config_file(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"{path}: config files must end in .toml, .yaml or .yml, "
+                          f"received {suffix or 'no extension'!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: a config file must be UTF-8 text, received bytes that are not "
+                          f"({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     if suffix == ".toml":
         try:
             import tomllib
@@ -218,7 +254,6 @@ def read_config_file(path: str | os.PathLike) -> dict:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML ({exc})") from None
         return data if data is not None else {}
-    raise ConfigError(f"{path}: config files must end in .toml, .yaml or .yml, received {suffix or 'no extension'!r}")
 
 
 def package_versions() -> dict:
