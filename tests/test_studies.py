@@ -92,6 +92,16 @@ def test_datasize_command_tiny(tmp_path):
     assert "| 100 | 2 | 20 |" in (out / "results.md").read_text()  # n, epochs, updates (2 x 100/10)
 
 
+def test_bad_options_leave_an_existing_study_report_alone(tmp_path):
+    from cnnlab.studies.sweep import run_study
+
+    reports = []
+    trials = initialization.trials()
+    with pytest.raises(ConfigError, match="jobs must be a positive integer, received 0"):
+        run_study(trials, tmp_path, lambda *args: reports.append(args), jobs=0, echo=lambda *_: None)
+    assert reports == [] and list(tmp_path.iterdir()) == []
+
+
 # -- initialization -------------------------------------------------------------------------------------------------
 def test_init_trials_follow_nielsen():
     trials = initialization.trials()

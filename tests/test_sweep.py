@@ -255,6 +255,34 @@ def test_limit_threads_sets_cnnlab_threads_in_a_running_worker(monkeypatch):
     assert parallel.default_threads() == 3 and blas == [3]
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"jobs": 0}, "jobs must be a positive integer, received 0"),
+    ({"executor": "dask"}, "unknown executor 'dask'"),
+    ({"cpus_per_trial": -1}, "cpus_per_trial must be a positive integer"),
+    ({"address": "ray://x:1"}, "is for --executor ray"),
+])
+def test_bad_options_leave_no_sweep_folder(tmp_path, options, message):
+    """`cnnlab sweep -j 0 lab` used to leave runs/sweep-lab/ with a report of 10 "not run" trials."""
+    out = tmp_path / "sweep-lab"
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(load_grid("lab"), out, echo=quiet, **options)
+    assert not out.exists()
+
+
+def test_a_mismatching_run_folder_leaves_the_sweep_files_alone(tmp_path):
+    """A folder holding a checkpoint trained with batch_size 20: a rerun with 10 is refused, nothing rewritten."""
+    folder = tmp_path / "lr=0.01"
+    folder.mkdir()
+    (folder / "checkpoint.safetensors").write_bytes(b"")
+    (folder / "config.json").write_text(json.dumps({"config": tiny_grid(axes={"lr": [0.01]}).trials()[0]
+                                                    .config.to_dict()}))
+    (tmp_path / "sweep.json").write_text("the earlier sweep\n")
+    with pytest.raises(ConfigError, match=r"batch_size: 20 there, 10 now"):
+        run_sweep(tiny_grid(axes={"lr": [0.01]}, batch_size=10), tmp_path, jobs=1, echo=quiet)
+    assert (tmp_path / "sweep.json").read_text() == "the earlier sweep\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr=0.01", "sweep.json"]  # no report written
+
+
 def test_bad_executor_options():
     trials = tiny_grid(axes={"lr": [0.1]}).trials()
     with pytest.raises(ConfigError, match="unknown executor 'dask'"):

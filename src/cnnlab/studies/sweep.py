@@ -265,6 +265,17 @@ def _result_of(get) -> dict:
 
 
 # -- the whole thing ---------------------------------------------------------------------------------------------
+def check_executor_options(executor: str, jobs, address: str | None, cpus_per_trial=None) -> None:
+    """Raise :class:`ConfigError` for options no executor can run with (before anything is written)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; expected one of: {', '.join(EXECUTORS)}")
+    for name, value in (("jobs", jobs), ("cpus_per_trial", cpus_per_trial)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer, received {value!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError(f"--address {address} is for --executor ray, received --executor {executor}")
+
+
 def run_trials(trials: list[Trial], out: str | os.PathLike, *, jobs: int | None = None, executor: str = "local",
                address: str | None = None, cpus_per_trial: int | None = None, echo=print) -> list[TrialOutcome]:
     """Run (or resume, or skip) every trial; each gets the run folder ``out/<trial.name>``.
@@ -272,12 +283,7 @@ def run_trials(trials: list[Trial], out: str | os.PathLike, *, jobs: int | None 
     Returns one :class:`TrialOutcome` per trial, in the order given. Trial output goes to
     ``out/logs/<name>.log`` when trials run in parallel (or on Ray), to the terminal otherwise.
     """
-    if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}; expected one of: {', '.join(EXECUTORS)}")
-    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise ConfigError(f"jobs must be a positive integer, received {jobs!r}")
-    if address is not None and executor != "ray":
-        raise ConfigError(f"--address {address} is for --executor ray, received --executor {executor}")
+    check_executor_options(executor, jobs, address, cpus_per_trial)
     out = Path(out)
     outcomes = plan(trials, out)
     todo = [o for o in outcomes if o.state in ("new", "resume")]
@@ -329,6 +335,9 @@ def run_sweep(grid, out: str | os.PathLike, *, overrides: dict | None = None, jo
     """
     trials = grid.trials(**(overrides or {}))
     out = Path(out)
+    # Every check first: bad options, or run folders trained with other options, must leave ``out`` as it was.
+    check_executor_options(executor, jobs, address, cpus_per_trial)
+    plan(trials, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "sweep.json", json.dumps({
         "grid": grid.source, "description": grid.description, "base": grid.base, "axes": grid.axes,
@@ -367,6 +376,9 @@ def run_study(trials: list[Trial], out: str | os.PathLike, write_report, *, echo
     Returns ``(outcomes, results)``; after Ctrl-C the report of what is done is still written.
     """
     out, results = Path(out), None
+    check_executor_options(executor_options.get("executor", "local"), executor_options.get("jobs"),
+                           executor_options.get("address"), executor_options.get("cpus_per_trial"))
+    plan(trials, out)  # raises before the report is rewritten when a run folder holds other options
     try:
         outcomes = run_trials(trials, out, echo=echo, **executor_options)
     finally:
