@@ -147,3 +147,22 @@ def test_binary_or_misnamed_config_files_are_clear_errors(tmp_path):
 def test_paths_are_accepted_and_stored_as_text(tmp_path):
     config = TrainConfig(out=tmp_path, data_dir=tmp_path / "data")
     assert config.out == str(tmp_path) and config.data_dir == str(tmp_path / "data")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"loss": 7}, "loss must be a non-empty string, received 7"),
+    ({"loss": "hinge"}, "unknown loss 'hinge'; expected one of: quadratic"),
+    ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; expected one of: sgd"),
+    ({"schedule": "foo"}, "unknown schedule 'foo'; expected one of: constant, step, cosine"),
+    ({"arch": "resnet"}, "unknown architecture 'resnet'"),
+    ({"arch": "keras-mnist", "arch_options": {"dropot": 0.3}}, "keras-mnist preset has no option 'dropot'"),
+    ({"arch": "mlp:784-30-10", "pooling": "max"}, "mlp preset has no option 'pooling'"),
+])
+def test_names_are_checked_against_the_registries_when_the_config_is_made(options, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**options)
+
+
+def test_known_names_pass_in_any_case_and_layers_skip_the_preset_check():
+    TrainConfig(loss="CE", optimizer="AdamW", schedule="cosine", arch="keras-mnist", arch_options={"dropout": 0.3})
+    TrainConfig(arch="my-net", layers=[{"type": "Flatten"}, {"type": "Dense", "units": 10}])

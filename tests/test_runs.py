@@ -136,3 +136,15 @@ def test_new_runs_never_overwrite_and_bad_resume_folders_are_refused(tmp_path):
         RunFolder.open(a.path)
     with pytest.raises(ConfigError, match="run folder not found"):
         RunFolder.open(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"augment": True, "augment_options": {"rotaton": 5}}, "augment_options"),
+    ({"arch": "keras-mnist", "arch_options": {"dropout": 2.0}}, "[Dd]ropout"),
+    ({"optimizer": "adam", "momentum": 0.9}, "momentum applies to"),
+])
+def test_a_bad_option_leaves_no_run_folder_behind(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        train_run(TrainConfig(**{**SMALL, **options, "train_subset": 20, "val_split": 0}, out=str(tmp_path)),
+                  echo=quiet)
+    assert list(tmp_path.iterdir()) == []

@@ -149,6 +149,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a table of options, received {getattr(self, name)!r}")
         if self.layers is not None and not isinstance(self.layers, list):
             raise ConfigError(f"layers must be a list of layer descriptions, received {type(self.layers).__name__}")
+        self._check_names()
 
     def _check_types(self) -> None:
         """Text options must be text and switches true/false: ``arch = 5`` or ``augment = "no"`` (a
@@ -166,6 +167,32 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false, received {value!r}")
+
+    def _check_names(self) -> None:
+        """Loss, optimizer, schedule, architecture and preset options are checked against their registries
+        here, before any data is read or any run folder is made."""
+        import inspect
+
+        from .architectures import PRESETS, parse_arch
+        from .losses import LOSSES
+        from .optim import OPTIMIZERS, SCHEDULES
+
+        for name, registry, key in (("loss", LOSSES, self.loss.lower()),
+                                    ("optimizer", OPTIMIZERS, self.optimizer.lower()),
+                                    ("schedule", SCHEDULES, self.schedule)):
+            if key not in registry:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of: {', '.join(registry)}")
+        if self.layers is not None:  # an explicit layer list: ``arch`` only names the run
+            return
+        preset, _ = parse_arch(self.arch)
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown architecture {self.arch!r}; expected one of: {', '.join(PRESETS)}")
+        accepted = [p for p in inspect.signature(PRESETS[preset]).parameters
+                    if p not in ("input_shape", "num_classes", "sizes")]
+        unknown = sorted(set(self.arch_kwargs()) - set(accepted))
+        if unknown:
+            raise ConfigError(f"arch_options: the {preset} preset has no option {', '.join(map(repr, unknown))}; "
+                              f"expected some of: {', '.join(accepted)}")
 
     # -- derived values -------------------------------------------------------------------------------
     @property

@@ -374,6 +374,7 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     train longer) and the display options; everything else comes from the run's own ``config.json``.
     """
     from .config import TrainConfig, resolved
+    from .losses import get_loss
     from .train import History, evaluate, fit
 
     if resume is not None:
@@ -382,8 +383,20 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
         changes = {} if config is None else {k: getattr(config, k) for k in ("epochs", "progress", "test")}
         config = saved.replace(**changes)
     train, val, class_names = load_data(config, echo)
+    # Everything that can still refuse an option is built before the run folder exists, so a bad
+    # option leaves nothing behind.
     model = build_model(config, train.sample_shape, len(class_names))
+    loss = get_loss(config.loss)
     optimizer, weight_decay = build_optimizer(config, len(train))
+    schedule = build_schedule(config)
+    augment = None
+    if config.augment:
+        from .data.augment import Augmentation
+
+        try:
+            augment = Augmentation(**config.augment_options)
+        except TypeError as exc:  # an unknown option, or text where a number belongs
+            raise ConfigError(f"augment_options: {exc}") from None
     rng = data_rng(config.seed)
     history, initial_epoch = History(), 0
     if resume is None:
@@ -397,17 +410,12 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     run.write_config(resolved(config, weight_decay=weight_decay, n_train=len(train),
                               n_val=len(val) if val is not None else 0, run=str(run.path)))
     echo(f"run folder: {run.path}")
-    augment = None
-    if config.augment:
-        from .data.augment import Augmentation
-
-        augment = Augmentation(**config.augment_options)
     preprocessing = preprocessing_for(config.dataset, train.sample_shape)
     recorder = RunRecorder(run, class_names, preprocessing,
                            {"run": run.path.name, "dataset": config.dataset, "config": config.to_dict()}, echo)
     start = time.perf_counter()
-    history = fit(model, train, val, epochs=config.epochs, batch_size=config.batch_size, loss=config.loss,
-                  optimizer=optimizer, schedule=build_schedule(config), augment=augment,
+    history = fit(model, train, val, epochs=config.epochs, batch_size=config.batch_size, loss=loss,
+                  optimizer=optimizer, schedule=schedule, augment=augment,
                   preprocessing=preprocessing, monitors=config.monitors, full_train_eval=config.full_train_eval,
                   rng=rng, callbacks=[recorder, *callbacks], progress=config.progress,
                   early_stop=config.early_stop, initial_epoch=initial_epoch, history=history)
