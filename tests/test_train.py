@@ -214,3 +214,15 @@ def test_batchnorm_model_trains_when_the_last_batch_holds_one_image():
     history = fit(model, (images, labels), epochs=2, batch_size=10, progress=False, verbose=False)
     assert history.stop_reason == "completed"
     assert sizes == [10, 11, 10, 11]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, received 0"),
+    ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
+    ({"epochs": -1}, "epochs must be an integer >= 0"),
+])
+def test_fit_refuses_bad_counts(options, message):
+    from cnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        fit(small_model(), toy_data(20), **options, progress=False, verbose=False)

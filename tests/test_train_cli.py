@@ -86,6 +86,17 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert code == 2 and "not found" in err
 
 
+def test_evaluate_refuses_bad_counts_and_train_an_unwritable_out(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "evaluate", "--batch-size", "0", "--no-plots")
+    assert code == 2 and "--batch-size" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "evaluate", "--max-images", "-3", "--no-plots")
+    assert code == 2 and "--max-images" in err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(capsys, "train", *SMALL, "--epochs", "1", "--out", str(blocker / "runs"))
+    assert code == 2 and err.startswith("error: cannot write ") and str(blocker) in err
+
+
 def test_evaluate_without_model_uses_the_bundled_one(capsys):
     code, out, _ = run_cli(capsys, "evaluate", "--data-dir", str(DATA), "--json", "--no-plots")
     assert code == 0

@@ -118,3 +118,26 @@ def test_show_activations_argument_errors(tmp_path, seven):
     assert isinstance(result.exception, ConfigError) and "[MODEL] IMAGE" in str(result.exception)
     result = CliRunner().invoke(show, ["activations", str(tmp_path / "none.png")])
     assert isinstance(result.exception, ConfigError) and "picture not found" in str(result.exception)
+
+
+def test_show_filters_refuses_an_extension_matplotlib_cannot_write(tmp_path, capsys):
+    from cnnlab.cli import main
+    from cnnlab.plots import figure_format
+
+    path = build("lenet5", seed=0).save(tmp_path / "m.safetensors")
+    assert main(["show", "filters", str(path), "--out", str(tmp_path / "x.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot draw a figure as .txt" in err and ".png" in err and "Traceback" not in err
+    assert not (tmp_path / "x.txt").exists()
+    assert figure_format("a.SVG") == "svg" and figure_format("noext") == "png"
+
+
+def test_show_into_an_unwritable_place_is_a_one_line_error(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    path = build("lenet5", seed=0).save(tmp_path / "m.safetensors")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["show", "filters", str(path), "--out", str(blocker / "filters.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write ") and str(blocker) in err and err.count("\n") == 1

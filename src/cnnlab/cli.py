@@ -123,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    except OSError as exc:  # an output path that cannot be written: read-only, missing, full disk...
+        where = exc.filename if exc.filename is not None else "the output"
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason += " (a file stands where a folder is needed)"
+        click.echo(f"error: cannot write {where}: {reason}", err=True)
+        return 2
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130

@@ -146,9 +146,10 @@ def show_filters(model, out, max_filters):
 
     MODEL is a model file or a run folder; without it, the bundled LeNet-5.
     """
-    from .plots import save_figure
+    from .plots import figure_format, save_figure
     from .visualize import filters_figure, first_conv_weights
 
+    figure_format(out)  # a bad extension is refused before the model is read
     net, label = _model(model)
     name, weights = first_conv_weights(net)
     save_figure(filters_figure(weights, max_filters=max_filters,
@@ -169,10 +170,11 @@ def show_activations(paths, out, max_maps):
     file or a run folder; without it, the bundled LeNet-5.
     """
     from .errors import ConfigError
-    from .plots import save_figure
+    from .plots import figure_format, save_figure
     from .preprocess import prepare_digit
     from .visualize import feature_maps_figure, model_input
 
+    figure_format(out)
     if len(paths) > 2:
         raise ConfigError(f"expected [MODEL] IMAGE, received {len(paths)} arguments: {' '.join(paths)}")
     model_path, image_path = (None, paths[0]) if len(paths) == 1 else paths

@@ -139,13 +139,32 @@ def misclassified_figure(images, labels, predictions, class_names=None, indices=
     return fig
 
 
+def figure_format(path: str | os.PathLike) -> str:
+    """The file format ``path``'s extension names (``"png"`` when it has none); an extension matplotlib
+    cannot write (``.txt``) raises :class:`~cnnlab.errors.ConfigError`. Commands call it before any work."""
+    from pathlib import Path
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from .errors import ConfigError
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    supported = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in supported:
+        raise ConfigError(f"{path}: cannot draw a figure as .{fmt}; expected one of: "
+                          f"{', '.join('.' + f for f in sorted(supported))}")
+    return fmt
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Write ``fig`` to ``path`` (format from the extension) atomically, then release its memory."""
+    """Write ``fig`` to ``path`` (format from the extension, see :func:`figure_format`) atomically, then
+    release its memory."""
     from pathlib import Path
 
     from .atomic import atomic_path
 
     path = Path(path)
+    fmt = figure_format(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+        fig.savefig(tmp, format=fmt, dpi=dpi)
     fig.clear()

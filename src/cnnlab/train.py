@@ -296,6 +296,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     from .losses import get_loss
     from .optim import Optimizer, get_optimizer
 
+    for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("initial_epoch", initial_epoch, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ConfigError(f"fit: {name} must be an integer >= {low}, received {value!r}")
     monitors = {m: True for m in MONITORS} | dict(monitors or {})
     loss = get_loss(loss)
     if not isinstance(optimizer, Optimizer):

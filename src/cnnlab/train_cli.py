@@ -128,8 +128,10 @@ def _model_and_folder(model_path: str | None):
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for confusion.png and misclassified.png (default: the run folder, else here).")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write the two PNG files.")
-@click.option("--max-images", default=36, show_default=True, help="Misclassified images in the gallery.")
-@click.option("--batch-size", default=1000, show_default=True, help="Images per inference batch.")
+@click.option("--max-images", default=36, show_default=True, type=click.IntRange(min=0),
+              help="Misclassified images in the gallery.")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Images per inference batch.")
 def evaluate(model, dataset, split, data_dir, as_json, out, plots, max_images, batch_size):
     """Accuracy, per-class accuracy, confusion matrix and a gallery of mistakes of MODEL.
 
