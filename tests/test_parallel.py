@@ -231,3 +231,86 @@ def test_a_model_without_threads_follows_cnnlab_threads(any_size, sharded_calls,
     monkeypatch.setenv(parallel.THREADS_VARIABLE, "2")
     model.train_step(x, y, get_loss("crossentropy"), Adam())
     assert sharded_calls == [32] and model._sharded.threads == 2
+
+
+class FakeBlas:
+    """Stands in for threadpoolctl's controller, with its semantics: ``limit()`` sets the count and
+    remembers the one it found, which ``restore_original_limits()`` puts back. (Real OpenBLAS may ignore
+    counts set from threads other than the main one, which would make a real-BLAS test depend on it.)"""
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def limit(self, limits, user_api):
+        blas, found = self, self.threads
+
+        class Limiter:
+            def restore_original_limits(self):
+                blas.threads = found
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.restore_original_limits()
+
+        self.threads = limits
+        return Limiter()
+
+
+def test_overlapping_calls_restore_the_blas_threads_when_the_last_one_ends(monkeypatch):
+    """A enters, B enters, A leaves, B leaves: BLAS stays at 1 until B leaves, then gets its 3 threads back."""
+    import threading
+
+    blas = FakeBlas(3)
+    monkeypatch.setattr(parallel, "_CONTROLLER", [blas])
+    inside = {"a": threading.Event(), "b": threading.Event()}
+    release = {"a": threading.Event(), "b": threading.Event()}
+
+    def call(name):
+        def hold(_):
+            inside[name].set()
+            assert release[name].wait(10)
+        parallel.map_in_threads(hold, [0, 1], 2)
+
+    a, b = threading.Thread(target=call, args=("a",)), threading.Thread(target=call, args=("b",))
+    a.start()
+    assert inside["a"].wait(10) and blas.threads == 1
+    b.start()
+    assert inside["b"].wait(10)
+    release["a"].set()
+    a.join(10)
+    assert not a.is_alive() and blas.threads == 1  # B still runs: BLAS stays on one thread
+    release["b"].set()
+    b.join(10)
+    assert not b.is_alive() and blas.threads == 3  # the last one out restored the count found first
+
+    def fail(_):
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        parallel.map_in_threads(fail, [0, 1], 2)
+    assert blas.threads == 3  # also after an exception
+
+
+def test_map_in_threads_waits_for_its_helpers_when_the_caller_raises():
+    import threading
+    import time
+
+    caller = threading.current_thread()
+    helper_started, running, calls = threading.Event(), [], []
+
+    def fn(item):
+        calls.append(item)
+        if threading.current_thread() is caller:
+            assert helper_started.wait(10)
+            raise ValueError("caller failed")
+        running.append(item)
+        helper_started.set()
+        time.sleep(0.2)  # still busy when the caller raises
+        running.remove(item)
+
+    with pytest.raises(ValueError, match="caller failed"):
+        parallel.map_in_threads(fn, list(range(10)), 2)
+    assert running == []  # the helper had finished before the exception reached us
+    assert len(calls) < 10  # and took no new item after the failure

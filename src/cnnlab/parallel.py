@@ -38,6 +38,7 @@ processes do not each start one thread per core.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import os
@@ -129,24 +130,65 @@ def _blas_limiter():
         return _CONTROLLER[0]
 
 
+_BLAS_LOCK = threading.Lock()
+_blas_users = 0       # map_in_threads calls running now, in any thread
+_blas_limit = None    # the limiter the first of them set up: it restores what BLAS had before
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS limited to one thread while the block runs, however many threads are inside one at a time.
+
+    The limit is process-wide and ``threadpoolctl`` restores, on leaving, what it saw on entering. Two
+    overlapping calls each doing their own limit() would break it: the second sees (and later restores)
+    the first one's limit of 1, leaving the process at one BLAS thread for good, or the first restores the
+    full count while the second still runs. So the first caller in sets the limit, the last one out
+    restores it.
+    """
+    global _blas_users, _blas_limit
+    with _BLAS_LOCK:
+        if _blas_users == 0:
+            _blas_limit = _blas_limiter().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
 def map_in_threads(fn, items: list, threads: int) -> list:
     """``[fn(item) for item in items]``, computed by ``threads`` threads at once (this one included).
 
     Each thread takes the next item not yet taken, so uneven items balance themselves; BLAS runs with one
-    thread meanwhile. Exceptions propagate. The results come back in the order of ``items``.
+    thread meanwhile. The first exception stops the taking of new items and propagates once every thread
+    has stopped (none is left working on arrays the caller may reuse). The results come back in the order
+    of ``items``.
     """
     if threads < 2 or len(items) < 2 or _blas_limiter() is None:
         return [fn(item) for item in items]
     results = [None] * len(items)
     taken = itertools.count()  # next() on it is atomic: a lock-free work queue
+    failed = threading.Event()
 
     def work():
-        while (index := next(taken)) < len(items):
-            results[index] = fn(items[index])
+        try:
+            while not failed.is_set() and (index := next(taken)) < len(items):
+                results[index] = fn(items[index])
+        except BaseException:
+            failed.set()
+            raise
 
-    with _blas_limiter().limit(limits=1, user_api="blas"):
+    with _one_blas_thread():
         helpers = [_pool(threads - 1).submit(work) for _ in range(min(threads, len(items)) - 1)]
-        work()
+        try:
+            work()
+        finally:
+            for helper in helpers:  # wait for all, even when work() raised; their own errors come next
+                helper.exception()
         for helper in helpers:
             helper.result()
     return results
