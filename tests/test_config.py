@@ -84,6 +84,8 @@ def test_missing_file():
     ({"progress": 1}, "progress must be true or false, received 1"),
     ({"monitors": {"train_cost": "false"}}, "monitors.train_cost must be true or false, received 'false'"),
     ({"lr": "0.1"}, "lr must be a number >= 0.0, received '0.1'"),
+    ({"early_stop": 3, "val_split": 0}, "early_stop=3 watches the validation accuracy, but val_split is 0"),
+    ({"early_stop": 3, "monitors": {"val_accuracy": False}}, "the val_accuracy monitor is off"),
 ])
 def test_invalid_values_name_the_option(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -226,3 +226,13 @@ def test_fit_refuses_bad_counts(options, message):
 
     with pytest.raises(ConfigError, match=message):
         fit(small_model(), toy_data(20), **options, progress=False, verbose=False)
+
+
+def test_early_stop_without_validation_accuracy_is_refused():
+    from cnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="early_stop=2 .* there is no validation set"):
+        fit(small_model(), toy_data(40), epochs=3, early_stop=2, progress=False, verbose=False)
+    with pytest.raises(ConfigError, match="the val_accuracy monitor is off"):
+        fit(small_model(), toy_data(40), toy_data(20, 1), epochs=3, early_stop=2,
+            monitors={"val_accuracy": False}, progress=False, verbose=False)

@@ -144,6 +144,10 @@ class TrainConfig:
             if not isinstance(on, bool):
                 raise ConfigError(f"monitors.{m} must be true or false, received {on!r}")
         self.monitors = {m: self.monitors.get(m, True) for m in MONITORS}
+        if self.early_stop is not None and (not self.val_split or not self.monitors["val_accuracy"]):
+            raise ConfigError(f"early_stop={self.early_stop} watches the validation accuracy, but "
+                              + ("val_split is 0 (no validation set)" if not self.val_split
+                                 else "the val_accuracy monitor is off"))
         for name in ("arch_options", "augment_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a table of options, received {getattr(self, name)!r}")

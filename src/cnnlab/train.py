@@ -318,6 +318,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     if verbose:
         callbacks.append(EpochLog())
     if early_stop:
+        if val is None or not monitors["val_accuracy"]:
+            raise ConfigError(f"early_stop={early_stop} watches the validation accuracy, but "
+                              + ("there is no validation set" if val is None else "the val_accuracy monitor is off"))
         callbacks.append(EarlyStopping(early_stop))
 
     # Only callbacks that do something per batch are called per batch (the loop is hot for small nets).
