@@ -97,6 +97,15 @@ def test_evaluate_refuses_bad_counts_and_train_an_unwritable_out(tmp_path, capsy
     assert code == 2 and err.startswith("error: cannot write ") and str(blocker) in err
 
 
+def test_evaluate_batches_default_to_those_of_predict_proba():
+    import inspect
+
+    from cnnlab.model import Sequential
+
+    default = {p.name: p.default for p in evaluate.params}["batch_size"]
+    assert default == inspect.signature(Sequential.predict_proba).parameters["batch_size"].default == 256
+
+
 def test_evaluate_without_model_uses_the_bundled_one(capsys):
     code, out, _ = run_cli(capsys, "evaluate", "--data-dir", str(DATA), "--json", "--no-plots")
     assert code == 0
