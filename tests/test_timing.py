@@ -95,6 +95,15 @@ def test_benchmark_images_fall_back_to_random(tmp_path):
     assert 0 <= x.min() and x.max() <= 1
 
 
+def test_benchmark_images_refuse_an_unknown_dataset_instead_of_timing_noise(tmp_path):
+    from cnnlab.errors import DataError
+
+    with pytest.raises(DataError, match="unknown dataset 'nosuch'"):
+        benchmark_images(5, dataset="nosuch", data_dir=tmp_path)
+    with pytest.raises(DataError):
+        benchmark_images(5, dataset="folder:" + str(tmp_path / "missing"), data_dir=tmp_path)
+
+
 def test_bench_layers_command(tmp_path):
     result = CliRunner().invoke(bench, ["layers", "--arch", "lenet5", "--batch", "4", "--steps", "1",
                                         "--data-dir", str(tmp_path)])
