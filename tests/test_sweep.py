@@ -183,12 +183,12 @@ def test_a_folder_trained_with_other_options_is_an_error(tmp_path):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_diverged_and_failed_trials_do_not_stop_the_others(tmp_path):
     grid = tiny_grid(variants=[{"lr": 1e30, "optimizer": "sgd", "activation": "relu"},
-                               {"arch_options.dropout": 0.5},
+                               {"val_split": 70000},  # valid options, but MNIST has 60,000 images
                                {"lr": 0.01}])
     lines = []
     outcomes, results = run_sweep(grid, tmp_path, jobs=1, echo=lines.append)
     assert [o.status for o in outcomes] == ["diverged", "failed", "finished"]
-    assert "unsupported option" in outcomes[1].error and "epoch 1" in outcomes[0].error
+    assert "validation split" in outcomes[1].error and "epoch 1" in outcomes[0].error
     assert [r.status for r in results] == ["diverged", "not run", "finished"]
     assert any("failed" in line for line in lines)
     again, _ = run_sweep(grid, tmp_path, jobs=1, echo=quiet)
@@ -332,7 +332,7 @@ def test_cli_exit_code_1_when_a_trial_fails(tmp_path):
     from cnnlab.studies.cli import sweep
 
     grid = tmp_path / "grid.toml"
-    grid.write_text('[base]\narch = "mlp:784-8-10"\ndataset = "mnist"\n[[variants]]\n"arch_options.dropout" = 0.5\n')
+    grid.write_text('[base]\narch = "mlp:784-8-10"\ndataset = "mnist"\n[[variants]]\nval_split = 70000\n')
     result = CliRunner().invoke(sweep, [str(grid), "--out", str(tmp_path / "out"), "--jobs", "1",
                                         "--data-dir", str(DATA), "--set", "progress=false"])
     assert result.exit_code == 1 and "did not finish" in result.output
