@@ -168,3 +168,15 @@ def test_names_are_checked_against_the_registries_when_the_config_is_made(option
 def test_known_names_pass_in_any_case_and_layers_skip_the_preset_check():
     TrainConfig(loss="CE", optimizer="AdamW", schedule="cosine", arch="keras-mnist", arch_options={"dropout": 0.3})
     TrainConfig(arch="my-net", layers=[{"type": "Flatten"}, {"type": "Dense", "units": 10}])
+
+
+def test_weight_decay_is_passed_only_when_given_so_adamw_keeps_its_default():
+    from cnnlab.optim import AdamW
+    from cnnlab.runs import build_optimizer
+
+    optimizer, decay = build_optimizer(TrainConfig(optimizer="adamw"), n_train=1000)
+    assert isinstance(optimizer, AdamW) and optimizer.weight_decay == decay == 1e-2
+    assert build_optimizer(TrainConfig(optimizer="adamw", weight_decay=0.0), 1000)[1] == 0.0
+    assert build_optimizer(TrainConfig(optimizer="adamw", lmbda=0.0), 1000)[1] == 0.0
+    assert build_optimizer(TrainConfig(optimizer="adam"), 1000)[1] == 0.0
+    assert build_optimizer(TrainConfig(optimizer="sgd", lmbda=5.0), 1000)[1] == pytest.approx(5.0 / 1000)

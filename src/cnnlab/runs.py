@@ -271,13 +271,17 @@ def build_model(config, sample_shape, num_classes: int):
 
 
 def build_optimizer(config, n_train: int):
-    """(optimizer, weight decay) for a config; ``lambda`` becomes ``λ / n_train`` (classic L2)."""
+    """(optimizer, weight decay it uses) for a config; ``lambda`` becomes ``λ / n_train`` (classic L2).
+
+    Without ``weight_decay`` or ``lambda`` the optimizer keeps its own default (0, and AdamW's 1e-2).
+    """
     from .optim import classic_l2, get_optimizer
 
-    weight_decay = config.weight_decay or 0.0
-    if config.lmbda:
-        weight_decay = classic_l2(config.lmbda, n_train)
-    kwargs = {"lr": config.learning_rate, "weight_decay": weight_decay}
+    kwargs = {"lr": config.learning_rate}
+    if config.weight_decay is not None:
+        kwargs["weight_decay"] = config.weight_decay
+    if config.lmbda is not None:
+        kwargs["weight_decay"] = classic_l2(config.lmbda, n_train)
     if config.optimizer.lower() in ("sgd", "momentum", "nesterov"):
         if config.momentum is not None:
             kwargs["momentum"] = config.momentum
@@ -285,7 +289,8 @@ def build_optimizer(config, n_train: int):
             kwargs["nesterov"] = True
     elif config.momentum is not None or config.nesterov:
         raise ConfigError(f"momentum applies to the sgd, momentum and nesterov optimizers, not {config.optimizer!r}")
-    return get_optimizer(config.optimizer, **kwargs), weight_decay
+    optimizer = get_optimizer(config.optimizer, **kwargs)
+    return optimizer, optimizer.weight_decay
 
 
 def build_schedule(config):
