@@ -314,3 +314,33 @@ def test_map_in_threads_waits_for_its_helpers_when_the_caller_raises():
         parallel.map_in_threads(fn, list(range(10)), 2)
     assert running == []  # the helper had finished before the exception reached us
     assert len(calls) < 10  # and took no new item after the failure
+
+
+def test_dropout_draw_mask_is_the_mask_forward_uses():
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    by_forward, by_draw = Dropout(0.3, seed=5), Dropout(0.3, seed=5)
+    for layer in (by_forward, by_draw):
+        layer.build((3, 5, 5), np.random.default_rng(0))
+    out = by_forward.forward(x, training=True)
+    mask = by_draw.draw_mask(x.shape, x.dtype)
+    assert mask.dtype == np.float32 and by_draw._mask is mask
+    np.testing.assert_array_equal(mask, by_forward._mask)
+    np.testing.assert_array_equal(out, x * mask)
+    assert set(np.unique(mask)) <= {0.0, np.float32(1 / 0.7)} and 0 < (mask == 0).mean() < 0.6
+    assert not np.array_equal(by_draw.draw_mask(x.shape, x.dtype), mask)  # a fresh draw each time ...
+    by_draw.freeze_mask(True)
+    frozen = by_draw._mask
+    assert by_draw.draw_mask(x.shape, x.dtype) is frozen  # ... unless the mask is fixed
+
+
+def test_sharded_step_draws_dropout_masks_without_a_forward_pass(any_size, sharded_calls, monkeypatch):
+    """The model's own Dropout layers only draw masks; the replicas alone run forward passes."""
+    model = small_cnn(2, extra=(Dropout(0.5),))
+    own = next(layer for layer in model.layers if layer.kind == "Dropout")
+    forwarded = []
+    original = Dropout.forward
+    monkeypatch.setattr(Dropout, "forward", lambda self, x, training=False: forwarded.append(self)
+                        or original(self, x, training))
+    model.train_step(*batch(32), get_loss("crossentropy"), Adam())
+    assert sharded_calls == [32] and len(forwarded) == 2
+    assert own not in forwarded and own._mask.shape == (32, *own.input_shape)

@@ -222,18 +222,25 @@ class ShardedStep:
                 twin.params, twin.needs_input_grad = layer.params, layer.needs_input_grad
 
     def _draw_dropout_masks(self, x, bounds, stop):
-        """Let each Dropout layer draw its whole-batch mask, in layer order as the serial step does; hand
-        every replica its shard's rows (``fixed_mask``: the replica then reuses it instead of drawing)."""
+        """Let each Dropout layer draw its whole-batch mask ``(N, *input_shape)``, in layer order as the
+        serial step does; hand every replica its shard's rows (``fixed_mask``: the replica then reuses them
+        instead of drawing)."""
         for index, layer in enumerate(self.model.layers[:stop]):
             if layer.kind != "Dropout" or layer.rate == 0:
                 continue
-            # A forward pass on ones draws (or, when frozen, reuses) the mask exactly as training would.
-            layer.forward(array_module(x).ones((len(x), *layer.input_shape), dtype=x.dtype), training=True)
+            mask = layer.draw_mask((len(x), *layer.input_shape), x.dtype, array_module(x))
             for replica, a, b in zip(self.replicas, bounds[:-1], bounds[1:]):
-                replica[index].fixed_mask, replica[index]._mask = True, layer._mask[a:b]
+                replica[index].fixed_mask, replica[index]._mask = True, mask[a:b]
 
     def _shard(self, layers, x, y, loss, stop, scale):
-        """Forward + backward of one shard through one replica; returns (scaled loss, logits)."""
+        """Forward + backward of one shard through one replica's ``layers``.
+
+        ``x``: the shard's inputs ``(n, *input_shape)``; ``y``: its targets ``(n,)`` or ``(n, classes)``;
+        ``stop``: run ``layers[:stop]`` and use the loss's fused ``*_from_logits`` (None: every layer);
+        ``scale``: ``n / N``, the shard's share of the batch. Leaves the shard's gradients, times
+        ``scale``, in the replica's ``grads``; returns ``(scale * shard loss, output (n, *output_shape))``
+        (the logits when ``stop`` is set).
+        """
         out = x
         for layer in layers[:stop]:
             out = layer.forward(out, training=True)
@@ -247,7 +254,9 @@ class ShardedStep:
         return value * scale, out
 
     def gradients(self, x, y, loss, stop):
-        """Fill the model's ``layer.grads`` for batch ``(x, y)``; return (mean loss, output or logits)."""
+        """Fill the model's ``layer.grads`` for the batch ``x`` ``(N, *input_shape)``, ``y`` ``(N,)`` or
+        ``(N, classes)``, as a serial backward pass would; return ``(mean loss, output (N, *output_shape))``
+        (the logits when ``stop`` leaves the last activation to the loss)."""
         self._sync()
         n = len(x)
         bounds = [n * s // self.threads for s in range(self.threads + 1)]

@@ -53,19 +53,30 @@ class Dropout(Layer):
         config = {"rate": self.rate, "seed": self.seed}
         return config
 
+    def draw_mask(self, shape, dtype=np.float32, xp=np):
+        """The scaled mask (0 or ``1 / keep``) of a training forward pass on an input of ``shape``.
+
+        Draws a fresh one (or, when the mask is fixed, reuses the last one of that shape), keeps it for
+        :meth:`backward` and returns it as a ``dtype`` array of module ``xp`` (NumPy or CuPy). This is
+        exactly what :meth:`forward` multiplies its input by, so a caller may draw a whole batch's mask
+        without running the forward pass (the sharded training step hands shards of it to its replicas).
+        """
+        shape = tuple(shape)
+        if self.fixed_mask and self._mask is not None and tuple(self._mask.shape) == shape:
+            return self._mask
+        if self.rng is None:  # used without build() and without a seed
+            self.rng = make_rng(None)
+        keep = 1.0 - self.rate
+        kept = self.rng.random(shape, dtype=np.float32) < keep  # drawn on the host, even for CuPy
+        dtype = np.dtype(dtype)
+        self._mask = xp.asarray(kept, dtype=dtype) * dtype.type(1.0 / keep)
+        return self._mask
+
     def forward(self, x, training: bool = False):
         self.check_input(x)
         if not training or self.rate == 0:
             return x
-        reuse = self.fixed_mask and self._mask is not None and self._mask.shape == x.shape
-        if not reuse:
-            if self.rng is None:  # used without build() and without a seed
-                self.rng = make_rng(None)
-            keep = 1.0 - self.rate
-            kept = self.rng.random(x.shape, dtype=np.float32) < keep  # drawn on the host, even for CuPy
-            xp = array_module(x)
-            self._mask = xp.asarray(kept, dtype=x.dtype) * x.dtype.type(1.0 / keep)
-        return x * self._mask
+        return x * self.draw_mask(x.shape, x.dtype, array_module(x))
 
     def backward(self, grad_out):
         if self.rate == 0:
