@@ -100,6 +100,19 @@ def test_max_ties_route_the_gradient_to_the_first_maximum_only():
     np.testing.assert_array_equal(dx[0, 0], [[1, 0, 0, 0], [0, 0, 0, 1]])
 
 
+@pytest.mark.parametrize("pool, dtype", [(16, np.uint8), (17, np.uint16)])
+def test_max_argmax_holds_every_offset_of_large_windows(pool, dtype):
+    """A 17x17 window has 289 offsets: more than uint8 holds (288 would wrap around to 32)."""
+    x = np.zeros((2, 1, pool, pool))
+    x[0, 0, -1, -1] = 1.0  # the last offset, pool * pool - 1
+    x[1, 0, 1, 15] = 1.0   # offset pool + 15
+    layer = build("max", pool, None, x.shape)
+    np.testing.assert_array_equal(layer.forward(x, training=True).ravel(), [1.0, 1.0])
+    assert layer._argmax.dtype == dtype
+    dx = layer.backward(np.array([2.0, 3.0]).reshape(2, 1, 1, 1))
+    np.testing.assert_array_equal(dx, x * np.array([2.0, 3.0]).reshape(2, 1, 1, 1))
+
+
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize(("shape", "pool", "stride"), CASES, ids=IDS)
 def test_parity_with_pytorch(kind, shape, pool, stride):

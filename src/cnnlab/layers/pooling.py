@@ -20,6 +20,8 @@ straight into its place (no zero-fill, no accumulation).
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import array_module
 from ..errors import ConfigError, ShapeError
 from ..ops.im2col import conv_output_size
@@ -104,23 +106,25 @@ class MaxPool2D(_Pool2D):
 
     def __init__(self, pool_size=2, stride=None, name: str | None = None):
         super().__init__(pool_size, stride, name)
-        self._argmax = None  # (N, C, Ho, Wo) uint8: which offset of each window holds the maximum
+        self._argmax = None  # (N, C, Ho, Wo): which offset of each window holds the maximum
 
     def forward(self, x, training: bool = False):
         self.check_input(x)
         xp = array_module(x)
         out = argmax = None
+        # The smallest unsigned type holding every offset: uint8 up to 16x16 windows, uint16 beyond.
+        index_type = np.min_scalar_type(self.pool_size[0] * self.pool_size[1] - 1).type
         for k, view in self._offsets(x):
             if out is None:
                 out = view.copy()
                 if training:
-                    argmax = xp.zeros(out.shape, dtype=xp.uint8)
+                    argmax = xp.zeros(out.shape, dtype=index_type)
                 continue
             if training:
                 # Strictly greater, so ties keep the first maximum (as PyTorch does). k grows with every
                 # offset, so "argmax = k where greater" is max(argmax, k * greater): branch-free arithmetic,
                 # several times faster than a masked copy on a random mask.
-                xp.maximum(argmax, xp.multiply(view > out, xp.uint8(k)), out=argmax)
+                xp.maximum(argmax, xp.multiply(view > out, index_type(k)), out=argmax)
             xp.maximum(out, view, out=out)
         if training:
             self._argmax, self._x_shape = argmax, x.shape
