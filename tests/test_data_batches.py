@@ -118,3 +118,49 @@ def test_bad_arguments():
         Batches((np.zeros((3, 1, 2, 2), np.float32), np.zeros(3)), 2)
     with pytest.raises(DataError, match=r"labels must have shape \(3,\)"):
         Batches((np.zeros((3, 1, 2, 2), np.uint8), np.zeros(4)), 2)
+
+
+def test_normalize_scales_uint8_standardizes_and_never_touches_the_callers_array():
+    from cnnlab.data.normalize import normalize
+
+    images = dataset(8, channels=3).images
+    x = normalize(images, {"scale": 1 / 255, "mean": [0.1, 0.2, 0.3], "std": 0.5})
+    ref = (images / 255.0 - np.array([0.1, 0.2, 0.3])[None, :, None, None]) / 0.5
+    assert x.dtype == np.float32 and x.shape == images.shape
+    np.testing.assert_allclose(x, ref, rtol=1e-5, atol=1e-6)
+    floats = images / np.float32(255)
+    before = floats.copy()
+    y = normalize(floats, {"mean": 0.5, "std": 0.25})  # floats are already scaled: only (x - mean) / std
+    np.testing.assert_allclose(y, (before - 0.5) / 0.25, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(floats, before)
+    assert normalize(floats) is floats  # mean 0, std 1: no pass over the data
+    with pytest.raises(ConfigError, match="std must be > 0"):
+        normalize(images, {"std": 0.0})
+    with pytest.raises(ConfigError, match="mean must be one number or 3"):
+        normalize(images, {"mean": "dark"})
+
+
+def test_every_caller_takes_its_default_from_io_mnist_preprocessing(monkeypatch):
+    """One default (cnnlab.io.MNIST_PREPROCESSING) and one function: changing the default changes every
+    path from pixels to network inputs alike."""
+    from cnnlab import io
+    from cnnlab.architectures import build
+    from cnnlab.data.augment import Augmentation
+    from cnnlab.runs import preprocessing_for
+    from cnnlab.serve.recognize import model_inputs
+    from cnnlab.train import to_inputs
+    from cnnlab.visualize import model_input
+
+    monkeypatch.setitem(io.MNIST_PREPROCESSING, "scale", 1 / 100)
+    images = np.full((2, 1, 28, 28), 50, dtype=np.uint8)
+    assert np.allclose(to_inputs(images), 0.5)
+    assert np.allclose(to_float(images), 0.5)
+    assert np.allclose(next(iter(Batches((images, np.zeros(2, dtype=np.int64)), 2)))[0], 0.5)
+    assert np.allclose(Augmentation(rotation=0, shift=0, scale=0)(images), 0.5)
+    assert preprocessing_for("folder:x", (1, 28, 28))["scale"] == 1 / 100
+    monkeypatch.setitem(io.MNIST_PREPROCESSING, "mean", 0.25)  # the default a stored model falls back on
+    model = build("lenet5", seed=0)
+    model.info = {"preprocessing": {"std": 0.5}}
+    picture = np.full((28, 28), 0.75, dtype=np.float32)
+    assert np.allclose(model_input(picture, model), 1.0)
+    assert np.allclose(model_inputs(model, picture[None]), 1.0)

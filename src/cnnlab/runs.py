@@ -243,8 +243,8 @@ def preprocessing_for(dataset_name: str, sample_shape) -> dict:
 
     if dataset_name.lower() in ("mnist", "fashion-mnist"):
         return dict(MNIST_PREPROCESSING)
-    c, h, w = sample_shape
-    return {"scale": 1 / 255, "mean": 0.0, "std": 1.0, "polarity": "as-is", "size": [h, w], "channels": c}
+    c, h, w = sample_shape  # the same scaling (÷255), pictures taken as they are
+    return {**MNIST_PREPROCESSING, "polarity": "as-is", "size": [h, w], "channels": c}
 
 
 def build_model(config, sample_shape, num_classes: int):

@@ -277,11 +277,11 @@ def benchmark_images(n: int, dataset: str = "mnist", data_dir=None):
     error: timing noise instead of a typo'd dataset would be a quiet lie."""
     from .data import load_dataset
     from .data.loading import locate
+    from .data.normalize import normalize
     from .data.registry import FOLDER_PREFIX, get_spec
 
     if not dataset.startswith(FOLDER_PREFIX) and locate(get_spec(dataset), "train", data_dir) is None:
         rng = np.random.default_rng(0)
         return rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n), "random"
     data = load_dataset(dataset, "train", data_dir, download=False, progress=False)
-    images = data.images[:n]
-    return images.astype(np.float32) / 255.0, data.labels[:n].astype(np.int64), dataset
+    return normalize(data.images[:n]), data.labels[:n].astype(np.int64), dataset

@@ -29,33 +29,23 @@ import numpy as np
 
 from .backend import make_rng
 from .config import MONITORS
+from .data.normalize import normalize
 from .errors import ConfigError, NumericalError, ShapeError
 from .evaluate import evaluate_model, predicted_classes
-
-#: Pixels in [0, 1], no centring: what every model trained on the built-in datasets expects.
-DEFAULT_PREPROCESSING = {"scale": 1 / 255, "mean": 0.0, "std": 1.0}
-
 
 # -- data to network inputs ------------------------------------------------------------------------
 def to_inputs(images, preprocessing: dict | None = None, input_shape=None):
     """uint8 images ``(N, C, H, W)`` -> float32 network inputs ``(N, *input_shape)``.
 
-    ``x = (images · scale − mean) / std`` with the model's preprocessing (default: ÷255). Float images
-    are taken to be already scaled. An MLP built for ``(784,)`` gets the images flattened.
+    ``x = (images · scale − mean) / std`` with the model's preprocessing (default
+    :data:`cnnlab.io.MNIST_PREPROCESSING`: ÷255), by :func:`cnnlab.data.normalize.normalize`. Float
+    images are taken to be already scaled. An MLP built for ``(784,)`` gets the images flattened.
     """
-    pre = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
-    if images.dtype == np.uint8:
-        x = np.multiply(images, np.float32(pre["scale"]), dtype=np.float32)  # one pass: convert and scale
-    else:
-        x = images.astype(np.float32, copy=False)
-    return _normalise(x, pre, input_shape)
+    return _to_shape(normalize(images, preprocessing), input_shape)
 
 
-def _normalise(x, pre: dict, input_shape):
-    if pre.get("mean"):
-        x = x - np.float32(pre["mean"])
-    if pre.get("std", 1.0) != 1.0:
-        x = x / np.float32(pre["std"])
+def _to_shape(x, input_shape):
+    """``(N, ...)`` -> ``(N, *input_shape)`` when the sizes agree (flattening for an MLP)."""
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
         if math.prod(x.shape[1:]) != math.prod(input_shape):
             raise ShapeError(f"the data has samples of shape {tuple(x.shape[1:])}, the model expects "
@@ -256,14 +246,14 @@ def _has_batchnorm(model) -> bool:
 
 def make_batch_transform(preprocessing: dict | None, input_shape, augment=None, rng=None):
     """uint8 batch -> float32 network input: scale, optional augmentation (drawing from ``rng``), normalise."""
-    pre = {**DEFAULT_PREPROCESSING, **(preprocessing or {})}
+    pre = dict(preprocessing or {})
     if augment is None:
         return lambda images: to_inputs(images, pre, input_shape)
 
     def transform(images):
-        # The augmentation works on pixels in [0, 1]; mean/std come after it.
-        x = augment(to_inputs(images, {**pre, "mean": 0.0, "std": 1.0}), rng)
-        return _normalise(x, pre, input_shape)
+        # The augmentation works on scaled pixels; mean/std come after it (normalize leaves floats unscaled).
+        x = augment(normalize(images, {**pre, "mean": 0.0, "std": 1.0}), rng)
+        return to_inputs(x, pre, input_shape)
 
     return transform
 

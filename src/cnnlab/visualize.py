@@ -130,12 +130,11 @@ def feature_maps_figure(image, maps, max_maps: int = 32, max_cols: int = 16, tit
 def model_input(picture: np.ndarray, model) -> np.ndarray:
     """A ``(28, 28)`` picture in [0, 1] -> the batch ``(1, *model.input_shape)`` with the model's stored
     preprocessing applied (mean/std; nothing for MNIST models, which take pixels / 255)."""
-    pre = (getattr(model, "info", None) or {}).get("preprocessing") or {}
-    x = np.asarray(picture, dtype=np.float32)
-    if pre.get("mean"):
-        x = x - np.float32(pre["mean"])
-    if pre.get("std", 1.0) not in (None, 1.0):
-        x = x / np.float32(pre["std"])
+    from .data.normalize import normalize
+
+    pre = (getattr(model, "info", None) or {}).get("preprocessing")
+    x = np.asarray(picture)
+    x = normalize(x.reshape(1, 1, *x.shape) if x.ndim == 2 else x[None], pre)
     if math.prod(x.shape) != math.prod(model.input_shape):
         raise ShapeError(f"the picture gives {x.shape} pixels, the model expects inputs of shape {model.input_shape}")
     return x.reshape(1, *model.input_shape)

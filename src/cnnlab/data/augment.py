@@ -28,6 +28,7 @@ import numpy as np
 
 from ..backend import make_rng
 from ..errors import ConfigError, ShapeError
+from .normalize import normalize
 
 FILL_MODES = ("constant", "nearest", "reflect")
 
@@ -125,7 +126,7 @@ class Augmentation:
         if images.ndim != 4:
             raise ShapeError(f"Augmentation expects a batch (N, C, H, W), got shape {images.shape}")
         rng = self._rng if rng is None else rng
-        x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32, copy=False)
+        x = normalize(images)
         n, _, h, w = x.shape
         if self.geometric and n:
             angles = np.deg2rad(rng.uniform(-self.rotation, self.rotation, n))
@@ -164,7 +165,7 @@ def save_augmentation_grid(
         raise ShapeError(f"save_augmentation_grid expects (N, 1|3, H, W) images, got shape {images.shape}")
     augmentation = augmentation or Augmentation()
     rng = make_rng(seed)
-    base = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    base = normalize(images)
     columns = [base] + [augmentation(base, rng) for _ in range(copies)]
     grid = np.stack(columns, axis=1)  # (N, K, C, H, W)
     n, k, c, h, w = grid.shape

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .dataset import Dataset
+from .normalize import normalize, per_channel
 
 
 def one_hot(labels: np.ndarray, num_classes: int, dtype=np.float32) -> np.ndarray:
@@ -33,27 +34,10 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype=np.float32) -> np.ndarra
     return out
 
 
-def _per_channel(value, channels: int, what: str) -> np.ndarray | None:
-    """A scalar or one value per channel -> float32 ``(1, C, 1, 1)`` for broadcasting (None stays None)."""
-    if value is None:
-        return None
-    arr = np.asarray(value, dtype=np.float32).reshape(-1)
-    if arr.size not in (1, channels):
-        raise ConfigError(f"{what} must be one number or {channels} (one per channel), got {arr.size}")
-    return np.broadcast_to(arr, (channels,)).reshape(1, channels, 1, 1).copy()
-
-
 def to_float(images: np.ndarray, mean=None, std=None) -> np.ndarray:
-    """uint8 ``(N, C, H, W)`` -> float32 in ``[0, 1]``, then ``(x - mean) / std`` when given (per channel)."""
-    x = images.astype(np.float32)
-    x *= np.float32(1.0 / 255.0)
-    c = x.shape[1]
-    m, s = _per_channel(mean, c, "mean"), _per_channel(std, c, "std")
-    if m is not None:
-        x -= m
-    if s is not None:
-        x /= s
-    return x
+    """uint8 ``(N, C, H, W)`` -> float32 in ``[0, 1]``, then ``(x - mean) / std`` when given (per channel);
+    :func:`~cnnlab.data.normalize.normalize` with the default scale."""
+    return normalize(images, {"mean": mean, "std": std})
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +104,9 @@ class Batches:
         self.batch_size = int(batch_size)
         self.shuffle, self.drop_last, self.one_hot = shuffle, drop_last, one_hot
         self.num_classes = num_classes
-        self.mean = _per_channel(mean, images.shape[1], "mean")
-        self.std = _per_channel(std, images.shape[1], "std")
+        per_channel(mean, images.shape[1], "mean")  # checked now rather than at the first batch
+        per_channel(std, images.shape[1], "std")
+        self.preprocessing = {"mean": mean, "std": std}
         self.augment = augment
         self.seed = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**63))
         self.epochs_done = 0
@@ -151,14 +136,10 @@ class Batches:
             yield self._make(idx, aug_rng)
 
     def _make(self, idx: np.ndarray, aug_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        x = self.images[idx].astype(np.float32)  # gathers this batch only
-        x *= np.float32(1.0 / 255.0)
+        x = normalize(self.images[idx])  # gathers this batch only; pixels in [0, 1]
         if self.augment is not None:
             x = self.augment(x, aug_rng)
-        if self.mean is not None:
-            x -= self.mean
-        if self.std is not None:
-            x /= self.std
+        x = normalize(x, self.preprocessing)  # float in: only (x - mean) / std
         y = self.labels[idx]
         if self.one_hot:
             y = one_hot(y, self.num_classes)

@@ -13,6 +13,7 @@ import threading
 
 import numpy as np
 
+from ..data.normalize import normalize
 from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
 from ..segment import read_number
 
@@ -32,12 +33,7 @@ def top_k(probabilities: np.ndarray, k: int) -> list[dict]:
 
 def model_inputs(model, digits: np.ndarray) -> np.ndarray:
     """``(N, 28, 28)`` pixels/255 -> the network's input, applying the mean/std stored with the model."""
-    x = as_batch(digits)
-    info = (getattr(model, "info", None) or {}).get("preprocessing") or {}
-    mean, std = float(info.get("mean", 0.0)), float(info.get("std", 1.0))
-    if mean != 0.0 or std != 1.0:
-        x = (x - mean) / std
-    return x.astype(np.float32)
+    return normalize(as_batch(digits), (getattr(model, "info", None) or {}).get("preprocessing"))
 
 
 def feature_map_images(maps: list[tuple[str, np.ndarray]], max_channels: int = 32) -> list[dict]:
