@@ -87,7 +87,6 @@ def test_unknown_mode(tmp_path):
 
 
 def test_digit_mode_uses_the_digit_preprocessing(tmp_path):
-    pytest.importorskip("cnnlab.preprocess", reason="the digit preprocessing module is not available")
     page = np.full((60, 40), 255, np.uint8)  # a dark "1" on white paper, off-centre
     page[10:50, 5:11] = 0
     save(tmp_path / "digits" / "1" / "one.png", page, "L")
@@ -101,7 +100,40 @@ def test_digit_mode_uses_the_digit_preprocessing(tmp_path):
 
 
 def test_digit_mode_blank_page_names_the_file(tmp_path):
-    pytest.importorskip("cnnlab.preprocess", reason="the digit preprocessing module is not available")
     save(tmp_path / "digits" / "0" / "blank.png", np.full((30, 30), 255, np.uint8), "L")
     with pytest.raises(DataError, match="blank.png"):
         load_image_folder(tmp_path / "digits", mode="digit")
+
+
+def test_oversized_images_are_refused_before_decoding(tmp_path, monkeypatch):
+    """The header's size is checked as cnnlab.preprocess.load_image checks it (decompression bombs)."""
+    from cnnlab import preprocess
+
+    save(tmp_path / "f" / "a" / "small.png", np.zeros((10, 10), np.uint8), "L")
+    save(tmp_path / "f" / "b" / "large.png", np.zeros((12, 12), np.uint8), "L")
+    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 120)  # 10 x 10 passes, 12 x 12 does not
+    decoded = []
+    original_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size) or original_load(self))
+    for mode in ("gray", "auto"):
+        with pytest.raises(DataError, match=r"large\.png: image of 12x12 pixels refused"):
+            load_image_folder(tmp_path / "f", mode=mode)
+    assert (12, 12) not in decoded
+
+
+def test_every_opened_image_is_closed(tmp_path):
+    """Animated GIFs keep their file open after decoding until closed: a big folder would run out of handles
+    (an open file that is garbage-collected raises a ResourceWarning)."""
+    import gc
+    import warnings
+
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (0, 255)]
+    for name in ("0", "1"):
+        (tmp_path / "f" / name).mkdir(parents=True)
+        frames[0].save(tmp_path / "f" / name / "anim.gif", save_all=True, append_images=frames[1:])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for mode in ("gray", "auto"):
+            assert load_image_folder(tmp_path / "f", mode=mode).images.shape[0] == 2
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

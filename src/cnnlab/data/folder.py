@@ -55,14 +55,31 @@ def split_root(root: Path, split: str) -> Path:
 
 
 def _open(path: Path, header_only: bool = False):
-    """Open a picture with Pillow (fully decoded unless ``header_only``); unreadable -> DataError."""
+    """Open a picture with Pillow (fully decoded unless ``header_only``); the caller closes it.
+
+    The size in the header is checked first, as :func:`cnnlab.preprocess.load_image` does, so a small file
+    claiming 100,000 x 100,000 pixels (a decompression bomb) is refused before any pixel is decoded.
+    Unreadable or too large -> :class:`DataError` naming the file.
+    """
     from PIL import Image, UnidentifiedImageError
+
+    from ..preprocess import ImageError, check_dimensions
 
     try:
         image = Image.open(path)
+    except Image.DecompressionBombError as exc:  # Pillow's own, larger limit, checked in open()
+        raise DataError(f"{path}: image refused as a decompression bomb ({exc})") from exc
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from exc
+    try:
+        check_dimensions(image.size)
         if not header_only:
             image.load()
-    except (OSError, UnidentifiedImageError) as exc:
+    except ImageError as exc:
+        image.close()
+        raise DataError(f"{path}: {exc}") from exc
+    except (OSError, Image.DecompressionBombError) as exc:
+        image.close()
         raise DataError(f"{path}: not a readable image ({exc})") from exc
     return image
 
@@ -92,7 +109,8 @@ def _convert_file(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     from ..errors import CnnlabError
 
     try:
-        return _convert(_open(path), mode, size)
+        with _open(path) as image:
+            return _convert(image, mode, size)
     except DataError:
         raise
     except CnnlabError as exc:  # e.g. the digit pipeline finds no ink on a blank page
