@@ -123,7 +123,7 @@ def misclassified_figure(images, labels, predictions, class_names=None, indices=
     indices = np.asarray(indices)[:max_images]
     names = [str(c) for c in class_names] if class_names is not None else None
     cols = int(min(max(len(indices), 1), 9))
-    rows = int(max(1, -(-len(indices) // cols)))
+    rows = int(max(1, -(-len(indices) // cols)))  # ceil
     fig = _figure(1.3 * cols + 0.3, 1.45 * rows + 0.5)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:

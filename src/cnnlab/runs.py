@@ -34,7 +34,7 @@ import numpy as np
 from . import atomic
 from .backend import to_numpy
 from .errors import CnnlabError, ConfigError
-from .train import Callback
+from .callbacks import Callback
 
 CHECKPOINT_VERSION = 1
 METRIC_COLUMNS = ("epoch", "train_cost", "train_accuracy", "val_cost", "val_accuracy", "lr", "seconds")

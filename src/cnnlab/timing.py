@@ -257,7 +257,7 @@ def epoch_speed(model, x, y, device: str = "cpu", batch: int = 100, loss="crosse
     optimizer = optimizer if optimizer is not None else Adam()
     to_device(model, device, optimizer)
     xd, yd = to_device_array(np.asarray(x, dtype=model.dtype), device), to_device_array(np.asarray(y), device)
-    for i in range(min(warmup_batches, -(-len(x) // batch))):
+    for i in range(min(warmup_batches, -(-len(x) // batch))):  # ceil
         model.train_step(xd[i * batch:(i + 1) * batch], yd[i * batch:(i + 1) * batch], loss, optimizer)
     seconds = []
     for _ in range(epochs):

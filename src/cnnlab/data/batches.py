@@ -114,7 +114,7 @@ class Batches:
     def __len__(self) -> int:
         """Batches per epoch."""
         n, b = len(self.labels), self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        return n // b if self.drop_last else -(-n // b)  # ceil
 
     @property
     def num_samples(self) -> int:

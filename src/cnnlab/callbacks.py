@@ -1,0 +1,139 @@
+"""Callbacks: what :func:`cnnlab.train.fit` calls around its loop, so the loop itself stays short.
+
+``fit`` calls ``on_train_begin``, then per epoch ``on_epoch_begin``, ``on_batch_end`` after every batch
+(only for callbacks that define it: the loop is hot for small networks), ``on_epoch_end`` (return True to
+stop), and ``on_train_end`` — also after Ctrl-C or a divergence, so a callback can save what it keeps.
+Built in: :class:`ProgressBar` (a tqdm bar per epoch), :class:`EpochLog` (one line per epoch) and
+:class:`EarlyStopping`; :class:`cnnlab.runs.RunRecorder` keeps the run folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .train import History
+
+
+class Callback:
+    """Hooks called by :func:`fit`; ``state`` is the :class:`TrainingState` (model, optimizer, history...)."""
+
+    def on_train_begin(self, state) -> None: ...
+
+    def on_epoch_begin(self, state, epoch: int, n_batches: int) -> None: ...
+
+    def on_batch_end(self, state, batch: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, state, row: dict) -> bool | None:
+        """Return True to stop training after this epoch."""
+
+    def on_train_end(self, state) -> None: ...
+
+
+@dataclass
+class TrainingState:
+    """What callbacks can see: the objects being trained and how far training has gone."""
+
+    model: object
+    optimizer: object
+    loss: object
+    rng: np.random.Generator
+    history: History
+    epochs: int
+    epoch: int = 0  # the epoch running now (1-based); 0 before the first
+    error: str | None = None
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with the running mean loss (refreshed every ``every`` batches).
+
+    The bar is redrawn at most every ``mininterval`` seconds, so it costs nothing measurable per batch.
+    """
+
+    def __init__(self, every: int = 10, file=None, mininterval: float = 0.2):
+        self.every = every
+        self.file = file
+        self.mininterval = mininterval
+        self.bar = None
+
+    def on_epoch_begin(self, state, epoch, n_batches):
+        from tqdm.auto import tqdm
+
+        self.total, self.count = 0.0, 0
+        self.bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{state.epochs}", unit="batch", leave=False,
+                        file=self.file or sys.stderr, dynamic_ncols=True, mininterval=self.mininterval)
+
+    def on_batch_end(self, state, batch, loss):
+        self.total += loss
+        self.count += 1
+        if self.count % self.every == 0:
+            self.bar.set_postfix_str(f"loss {self.total / self.count:.4f}", refresh=False)
+            self.bar.update(self.every)
+
+    def on_epoch_end(self, state, row):
+        self.close()
+
+    def on_train_end(self, state):
+        self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def format_row(row: dict, epochs: int) -> str:
+    """``epoch  3/10  train cost 0.1234 acc 96.51%  val cost 0.1010 acc 97.02%  lr 1.0e-03  12.3 s``."""
+    width = len(str(epochs))
+    parts = [f"epoch {row['epoch']:>{width}}/{epochs}"]
+    for split in ("train", "val"):
+        cost, acc = row.get(f"{split}_cost"), row.get(f"{split}_accuracy")
+        if cost is None and acc is None:
+            continue
+        text = split
+        if cost is not None:
+            text += f" cost {cost:.4f}"
+        if acc is not None:
+            text += f" acc {acc:.2%}"
+        parts.append(text)
+    parts.append(f"lr {row['lr']:.1e}")
+    parts.append(f"{row['seconds']:.1f} s")
+    return "  ".join(parts)
+
+
+class EpochLog(Callback):
+    """One line per epoch with the monitors that are on and the epoch time."""
+
+    def __init__(self, echo=print):
+        self.echo = echo
+
+    def on_epoch_end(self, state, row):
+        self.echo(format_row(row, state.epochs))
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation accuracy has not improved for ``patience`` epochs (Nielsen's "no
+    improvement in 10 epochs"); needs the validation-accuracy monitor."""
+
+    def __init__(self, patience: int, echo=print):
+        if patience < 1:
+            raise ConfigError(f"early stopping: patience must be >= 1 epoch, received {patience!r}")
+        self.patience = patience
+        self.echo = echo
+
+    def on_epoch_end(self, state, row):
+        best = state.history.best
+        if best is None:
+            return False
+        waited = row["epoch"] - best["epoch"]
+        if waited >= self.patience:
+            self.echo(f"early stop: no improvement of validation accuracy for {waited} epochs "
+                      f"(best {best['val_accuracy']:.2%} at epoch {best['epoch']})")
+            return True
+        return False
