@@ -12,8 +12,6 @@ from cnnlab.losses import get_loss
 from cnnlab.model import Sequential
 from cnnlab.optim import Adam
 
-pytest.importorskip("threadpoolctl", reason="the sharded training step needs threadpoolctl")
-
 
 def small_cnn(threads, dtype=np.float64, head=Softmax, extra=()):
     """A little CNN on (2, 12, 12) images with every shardable layer kind; seed 0."""

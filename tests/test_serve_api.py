@@ -10,14 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient  # fastapi and python-multipart (uploads) are dependencies
 from PIL import Image, ImageDraw
 
-pytest.importorskip("fastapi")
-pytest.importorskip("multipart", reason="python-multipart is needed for uploads")
-from fastapi.testclient import TestClient  # noqa: E402
-
-from cnnlab.preprocess import prepare_digit  # noqa: E402
-from cnnlab.serve import create_app  # noqa: E402
+from cnnlab.preprocess import prepare_digit
+from cnnlab.serve import create_app
 
 STROKES = {  # digits drawn as pen strokes in a 100x100 box (x, y)
     0: [("ellipse", (25, 12, 75, 88))],
