@@ -35,7 +35,7 @@ def first_conv_weights(model) -> tuple[str, np.ndarray]:
 
 def _grid(count: int, max_cols: int) -> tuple[int, int]:
     cols = max(1, min(count, max_cols))
-    return -(-count // cols), cols
+    return -(-count // cols), cols  # ceil(count / cols) rows
 
 
 def _stretch(a: np.ndarray) -> np.ndarray:
