@@ -18,9 +18,6 @@ import pytest
 from cnnlab.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL_DATA = Path(os.environ.get("CNNLAB_DATA", ROOT.parent / "shared" / "datasets"))
-if not REAL_DATA.is_absolute():
-    REAL_DATA = ROOT / REAL_DATA
 
 
 @pytest.fixture(scope="module")
@@ -159,12 +156,12 @@ def test_list_names_every_row(repro):
     assert [line.split()[0] for line in lines] == [row.name for row in repro.ROWS]
 
 
-@pytest.mark.skipif(not (REAL_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="real MNIST files not found (set CNNLAB_DATA)")
-def test_nielsen_row_holds_out_10000_images(repro, tmp_path):
+@pytest.mark.data
+def test_nielsen_row_holds_out_10000_images(repro, tmp_path, real_data):
+    data = real_data("mnist")
     out = tmp_path / "runs"
     assert repro.main(["--only", "nielsen-30-quadratic", "--scale", "0.01", "--train-subset", "100",
-                       "--data-dir", str(REAL_DATA), "--out", str(out)], echo=quiet) == 0
+                       "--data-dir", str(data), "--out", str(out)], echo=quiet) == 0
     part = json.loads((out / "results.json").read_text())["rows"]["nielsen-30-quadratic"]["runs"][0]["parts"]["main"]
     record = json.loads((Path(part["run"]) / "config.json").read_text())
     assert record["resolved"]["n_val"] == 10000 and record["resolved"]["n_train"] == 100

@@ -1,13 +1,12 @@
 """Studies: data size (scaled epochs and λ), initialization, overfitting — trials, tiny real runs through the
 CLI, tables that match the run folders, figures.
 
-Tiny runs use the real MNIST files (a few hundred images, small MLPs, 1-3 epochs) from ``$CNNLAB_DATA``.
+Tiny runs use the real MNIST files (a few hundred images, small MLPs, 1-3 epochs) from ``$CNNLAB_DATA``,
+through conftest's ``real_data`` fixture (skipped without them, failed under ``CNNLAB_REQUIRE_DATA=1``).
 """
 
 import csv
 import json
-import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,17 +15,12 @@ from cnnlab.errors import ConfigError
 from cnnlab.studies import datasize, initialization, overfitting
 from cnnlab.studies.cli import study
 
-DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-if not DATA.is_absolute():
-    DATA = Path(__file__).resolve().parents[1] / DATA
-HAVE_MNIST = (DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file()
 
-
-def needs_mnist(test):
-    return pytest.mark.data(pytest.mark.skipif(not HAVE_MNIST, reason="MNIST files not found (set CNNLAB_DATA)")(test))
-
-
-FAST = ["--data-dir", str(DATA), "--jobs", "1", "--set", "val_split=200", "--set", "progress=false"]
+@pytest.fixture
+def fast(real_data):
+    """Options of a tiny real run: the real MNIST folder, one job, 200 validation images, no progress bars."""
+    return ["--data-dir", str(real_data("mnist")), "--jobs", "1", "--set", "val_split=200",
+            "--set", "progress=false"]
 
 
 def read_csv(path):
@@ -70,11 +64,11 @@ def test_datasize_figure_has_a_log_axis():
     assert list(ax.lines[0].get_ydata()) == pytest.approx([70.0, 85.0])
 
 
-@needs_mnist
-def test_datasize_command_tiny(tmp_path):
+@pytest.mark.data
+def test_datasize_command_tiny(tmp_path, fast):
     out = tmp_path / "ds"
     result = CliRunner().invoke(study, ["datasize", "--sizes", "100,200", "--epochs", "1", "--arch", "mlp:784-8-10",
-                                        "--out", str(out), *FAST])
+                                        "--out", str(out), *fast])
     assert result.exit_code == 0, result.output
     rows = read_csv(out / "results.csv")
     assert [(int(r["n"]), int(r["epochs"]), float(r["lambda"])) for r in rows] == [(100, 2, 2.5), (200, 1, 5.0)]
@@ -113,11 +107,11 @@ def test_init_trials_follow_nielsen():
                                                                            10, 30)
 
 
-@needs_mnist
-def test_init_command_tiny_table_is_per_epoch(tmp_path):
+@pytest.mark.data
+def test_init_command_tiny_table_is_per_epoch(tmp_path, fast):
     out = tmp_path / "init"
     result = CliRunner().invoke(study, ["init", "--archs", "mlp:784-10-10", "--epochs", "2", "--out", str(out),
-                                        "--set", "train_subset=200", "--set", "test=false", *FAST])
+                                        "--set", "train_subset=200", "--set", "test=false", *fast])
     assert result.exit_code == 0, result.output
     rows = read_csv(out / "results.csv")
     assert list(rows[0]) == ["epoch", "784-10-10_init=default", "784-10-10_init=large"]
@@ -140,11 +134,11 @@ def test_overfitting_trials_are_the_four_combinations():
     assert {(t.config.train_subset, t.config.epochs, t.config.full_train_eval) for t in trials} == {(1000, 400, True)}
 
 
-@needs_mnist
-def test_overfitting_command_tiny(tmp_path):
+@pytest.mark.data
+def test_overfitting_command_tiny(tmp_path, fast):
     out = tmp_path / "of"
     result = CliRunner().invoke(study, ["overfitting", "--train-subset", "100", "--epochs", "2", "--arch",
-                                        "mlp:784-8-10", "--out", str(out), "--set", "test=false", *FAST])
+                                        "mlp:784-8-10", "--out", str(out), "--set", "test=false", *fast])
     assert result.exit_code == 0, result.output
     rows = read_csv(out / "results.csv")
     assert [r["trial"] for r in rows] == ["plain", "l2", "augment", "l2+augment"]
@@ -161,7 +155,7 @@ def test_overfitting_command_tiny(tmp_path):
     assert fig_bytes[:4] == b"\x89PNG"
     # Run again: everything is done, nothing retrains, the report is rewritten from the folders.
     again = CliRunner().invoke(study, ["overfitting", "--train-subset", "100", "--epochs", "2", "--arch",
-                                       "mlp:784-8-10", "--out", str(out), "--set", "test=false", *FAST])
+                                       "mlp:784-8-10", "--out", str(out), "--set", "test=false", *fast])
     assert again.exit_code == 0 and "0 to run, 4 already done" in again.output
     assert read_csv(out / "results.csv") == rows
 

@@ -1,14 +1,14 @@
 """Sweeps: grid files and their errors, trial names, running, resuming, reports that match the run folders,
 parallel processes, divergence and failures, the CLI, and the Ray executor (with a local Ray instance).
 
-Training tests use the real MNIST files (a few hundred images, an MLP, 1-2 epochs) from ``$CNNLAB_DATA``.
+Training tests use the real MNIST files (a few hundred images, an MLP, 1-2 epochs) from ``$CNNLAB_DATA``,
+through conftest's ``real_data`` fixture (skipped without them, failed under ``CNNLAB_REQUIRE_DATA=1``).
 """
 
 import csv
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,18 +18,16 @@ from cnnlab.studies.grid import load_grid, parse_grid, trial_name
 from cnnlab.studies.report import collect, count_parameters
 from cnnlab.studies.sweep import run_sweep, run_trials
 
-DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
-if not DATA.is_absolute():
-    DATA = Path(__file__).resolve().parents[1] / DATA
-HAVE_MNIST = (DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file()
-
-
-def needs_mnist(test):
-    """Training tests read a few hundred real MNIST images."""
-    return pytest.mark.data(pytest.mark.skipif(not HAVE_MNIST, reason="MNIST files not found (set CNNLAB_DATA)")(test))
-
-TINY = {"arch": "mlp:784-8-10", "dataset": "mnist", "data_dir": str(DATA), "train_subset": 100, "val_split": 100,
+TINY = {"arch": "mlp:784-8-10", "dataset": "mnist", "data_dir": None, "train_subset": 100, "val_split": 100,
         "batch_size": 20, "epochs": 1, "progress": False, "test": False, "seed": 1}
+
+
+@pytest.fixture
+def mnist(real_data, monkeypatch):
+    """The real datasets folder for training tests (a few hundred MNIST images), also in ``TINY``."""
+    data = real_data("mnist")
+    monkeypatch.setitem(TINY, "data_dir", str(data))
+    return data
 
 
 def quiet(*_):
@@ -116,8 +114,8 @@ def test_trial_names_are_clean_and_bounded():
 
 
 # -- running, reports, resume ---------------------------------------------------------------------------------------
-@needs_mnist
-def test_sweep_report_matches_the_run_folders(tmp_path):
+@pytest.mark.data
+def test_sweep_report_matches_the_run_folders(mnist, tmp_path):
     grid = tiny_grid(axes={"optimizer": ["adam", "sgd"]}, variants=[{"optimizer": "sgd", "lr": 0.5}], test=True)
     outcomes, results = run_sweep(grid, tmp_path, jobs=1, echo=quiet)
     assert [o.status for o in outcomes] == ["finished"] * 3
@@ -144,8 +142,8 @@ def test_sweep_report_matches_the_run_folders(tmp_path):
     assert json.loads((tmp_path / "sweep.json").read_text())["trials"][2]["params"] == {"optimizer": "sgd", "lr": 0.5}
 
 
-@needs_mnist
-def test_resume_runs_only_unfinished_trials(tmp_path):
+@pytest.mark.data
+def test_resume_runs_only_unfinished_trials(mnist, tmp_path):
     grid = tiny_grid(axes={"lr": [0.01, 0.02]})
     run_sweep(grid, tmp_path, jobs=1, echo=quiet)
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/summary.json")}
@@ -171,17 +169,17 @@ def test_resume_runs_only_unfinished_trials(tmp_path):
     assert [int(r["epochs"]) for r in read_csv(tmp_path / "results.csv")] == [2, 2]
 
 
-@needs_mnist
-def test_a_folder_trained_with_other_options_is_an_error(tmp_path):
+@pytest.mark.data
+def test_a_folder_trained_with_other_options_is_an_error(mnist, tmp_path):
     run_sweep(tiny_grid(axes={"lr": [0.01]}), tmp_path, jobs=1, echo=quiet)
     (tmp_path / "lr=0.01" / "summary.json").unlink()
     with pytest.raises(ConfigError, match=r"batch_size: 20 there, 10 now"):
         run_sweep(tiny_grid(axes={"lr": [0.01]}, batch_size=10), tmp_path, jobs=1, echo=quiet)
 
 
-@needs_mnist
+@pytest.mark.data
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_diverged_and_failed_trials_do_not_stop_the_others(tmp_path):
+def test_diverged_and_failed_trials_do_not_stop_the_others(mnist, tmp_path):
     grid = tiny_grid(variants=[{"lr": 1e30, "optimizer": "sgd", "activation": "relu"},
                                {"val_split": 70000},  # valid options, but MNIST has 60,000 images
                                {"lr": 0.01}])
@@ -195,8 +193,8 @@ def test_diverged_and_failed_trials_do_not_stop_the_others(tmp_path):
     assert [o.state for o in again] == ["diverged", "new", "done"]  # a diverged trial is not retried
 
 
-@needs_mnist
-def test_parallel_processes_write_logs_and_restore_the_environment(tmp_path, monkeypatch):
+@pytest.mark.data
+def test_parallel_processes_write_logs_and_restore_the_environment(mnist, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     trials = tiny_grid(axes={"seed": [1, 2]}).trials()
     outcomes = run_trials(trials, tmp_path, jobs=2, echo=quiet)
@@ -294,8 +292,8 @@ def test_bad_executor_options():
 
 
 # -- CLI -----------------------------------------------------------------------------------------------------------
-@needs_mnist
-def test_cli_sweep_with_a_grid_file_and_settings(tmp_path):
+@pytest.mark.data
+def test_cli_sweep_with_a_grid_file_and_settings(mnist, tmp_path):
     from cnnlab.studies.cli import sweep
 
     grid = tmp_path / "grid.toml"
@@ -303,7 +301,7 @@ def test_cli_sweep_with_a_grid_file_and_settings(tmp_path):
                     'test = false\n[axes]\nactivation = ["relu", "tanh"]\n')
     out = tmp_path / "out"
     result = CliRunner().invoke(sweep, [str(grid), "--out", str(out), "--epochs", "1", "--train-subset", "100",
-                                        "--data-dir", str(DATA), "--jobs", "1", "--set", "optimizer=sgd",
+                                        "--data-dir", str(mnist), "--jobs", "1", "--set", "optimizer=sgd",
                                         "--set", "lr=0.05"])
     assert result.exit_code == 0, result.output
     assert "2 trials" in result.output and "results:" in result.output
@@ -312,7 +310,7 @@ def test_cli_sweep_with_a_grid_file_and_settings(tmp_path):
     config = json.loads((out / "activation=tanh" / "config.json").read_text())["config"]
     assert (config["optimizer"], config["lr"], config["epochs"], config["train_subset"]) == ("sgd", 0.05, 1, 100)
     again = CliRunner().invoke(sweep, [str(grid), "--out", str(out), "--epochs", "1", "--train-subset", "100",
-                                       "--data-dir", str(DATA), "--set", "optimizer=sgd", "--set", "lr=0.05"])
+                                       "--data-dir", str(mnist), "--set", "optimizer=sgd", "--set", "lr=0.05"])
     assert again.exit_code == 0 and "0 to run, 2 already done" in again.output
 
 
@@ -327,14 +325,14 @@ def test_cli_errors_are_cnnlab_errors(tmp_path):
     assert isinstance(result.exception, ConfigError) and "unknown option 'learning_rate'" in str(result.exception)
 
 
-@needs_mnist
-def test_cli_exit_code_1_when_a_trial_fails(tmp_path):
+@pytest.mark.data
+def test_cli_exit_code_1_when_a_trial_fails(mnist, tmp_path):
     from cnnlab.studies.cli import sweep
 
     grid = tmp_path / "grid.toml"
     grid.write_text('[base]\narch = "mlp:784-8-10"\ndataset = "mnist"\n[[variants]]\nval_split = 70000\n')
     result = CliRunner().invoke(sweep, [str(grid), "--out", str(tmp_path / "out"), "--jobs", "1",
-                                        "--data-dir", str(DATA), "--set", "progress=false"])
+                                        "--data-dir", str(mnist), "--set", "progress=false"])
     assert result.exit_code == 1 and "did not finish" in result.output
 
 
@@ -347,10 +345,9 @@ def test_ray_missing_gives_an_install_hint(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ray_executor_on_a_local_instance(tmp_path):
+@pytest.mark.data
+def test_ray_executor_on_a_local_instance(mnist, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'cnnlab[ray]')")
-    if not HAVE_MNIST:
-        pytest.skip("MNIST files not found (set CNNLAB_DATA)")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers inherit PYTHONPATH
     try:
         grid = tiny_grid(axes={"lr": [0.01, 0.02]})
