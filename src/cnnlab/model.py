@@ -30,8 +30,8 @@ class Sequential:
     dtype:
         Parameter dtype: float32 (default, fast) or float64 (gradient checks).
     threads:
-        CPU threads a training step may use: ``None`` (default) means every core this process may run on,
-        ``1`` the plain serial step. With more than one, :meth:`train_step` splits each batch into shards
+        CPU threads a training step may use: ``None`` (default) means ``$CNNLAB_THREADS`` if set, else
+        every core this process may run on; ``1`` the plain serial step. With more than one, :meth:`train_step` splits each batch into shards
         trained at once (see :mod:`cnnlab.parallel`) when the model allows it; the result is the same.
     """
 
