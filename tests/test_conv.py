@@ -206,7 +206,7 @@ def test_shapes_parameters_and_config_round_trip():
 @pytest.mark.parametrize(("kwargs", "message"), [
     (dict(filters=0, kernel_size=3), "filters must be a positive integer, received 0"),
     (dict(filters=2.5, kernel_size=3), "received 2.5"),
-    (dict(filters=4, kernel_size=0), "kernel_size must be an integer >= 1 or a pair of them, received 0"),
+    (dict(filters=4, kernel_size=0), "kernel_size must be a positive integer or a pair of them, received 0"),
     (dict(filters=4, kernel_size=(3, 3, 3)), r"received \(3, 3, 3\)"),
     (dict(filters=4, kernel_size=3, stride=0), "stride must be .*received 0"),
     (dict(filters=4, kernel_size=3, stride=(1, 2)), r"equal strides .*received \(1, 2\)"),

@@ -23,7 +23,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import DEFAULT_DTYPE, array_module
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
+
+
+def int_pair(value, what: str, layer: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints (each >= ``minimum``) -> pair; :class:`ConfigError` quoting the value."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair)):
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        raise ConfigError(f"{layer}: {what} must be {kind} or a pair of them, received {value!r}")
+    return int(pair[0]), int(pair[1])
 
 
 class Layer:

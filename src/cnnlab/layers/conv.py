@@ -45,16 +45,7 @@ from ..backend import array_module
 from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
 from ..ops.im2col import ConvGeometry, col2im, grid_to_images, im2col, images_to_grid, same_padding
-from .base import Layer
-
-
-def _pair(value, what: str, layer: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints (each >= ``minimum``) -> pair; :class:`ConfigError` quoting the value."""
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair)):
-        raise ConfigError(f"{layer}: {what} must be an integer >= {minimum} or a pair of them, received {value!r}")
-    return int(pair[0]), int(pair[1])
+from .base import Layer, int_pair
 
 
 class Conv2D(Layer):
@@ -69,8 +60,8 @@ class Conv2D(Layer):
         if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
             raise ConfigError(f"Conv2D: filters must be a positive integer, received {filters!r}")
         self.filters = filters
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D", 1)
-        self.stride = _pair(stride, "stride", "Conv2D", 1)
+        self.kernel_size = int_pair(kernel_size, "kernel_size", "Conv2D", 1)
+        self.stride = int_pair(stride, "stride", "Conv2D", 1)
         if self.stride[0] != self.stride[1]:
             raise ConfigError(f"Conv2D: only equal strides along height and width are supported, received {stride!r}")
         if padding == "same":
@@ -80,7 +71,7 @@ class Conv2D(Layer):
         elif isinstance(padding, str):
             raise ConfigError(f"Conv2D: padding must be 'same', an integer or a pair, received {padding!r}")
         else:
-            self.padding = _pair(padding, "padding", "Conv2D", 0)
+            self.padding = int_pair(padding, "padding", "Conv2D", 0)
         get_initializer(kernel_initializer)  # fail now, not at build time, on an unknown name
         get_initializer(bias_initializer)
         self.use_bias = bool(use_bias)

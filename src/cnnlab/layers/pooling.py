@@ -25,15 +25,7 @@ import numpy as np
 from ..backend import array_module
 from ..errors import ConfigError, ShapeError
 from ..ops.im2col import conv_output_size
-from .base import Layer
-
-
-def _positive_pair(value, what: str, layer: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)):
-        raise ConfigError(f"{layer}: {what} must be a positive integer or a pair of them, received {value!r}")
-    return int(pair[0]), int(pair[1])
+from .base import Layer, int_pair
 
 
 class _Pool2D(Layer):
@@ -41,8 +33,8 @@ class _Pool2D(Layer):
 
     def __init__(self, pool_size, stride=None, name: str | None = None):
         super().__init__(name)
-        self.pool_size = _positive_pair(pool_size, "pool_size", self.kind)
-        self.stride = self.pool_size if stride is None else _positive_pair(stride, "stride", self.kind)
+        self.pool_size = int_pair(pool_size, "pool_size", self.kind, 1)
+        self.stride = self.pool_size if stride is None else int_pair(stride, "stride", self.kind, 1)
         self._x_shape = None
 
     def get_config(self) -> dict:
