@@ -173,3 +173,34 @@ def test_real_gpu_training_step_matches_cpu():
     to_device(gpu_model, "cpu")
     for name, value in cpu_model.state_dict().items():
         np.testing.assert_allclose(gpu_model.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_on_the_gpu_trains_there_and_matches_the_cpu(fake_gpu):
+    """``fit(device="gpu")`` moves the model and the optimizer, copies every batch and its labels over,
+    and computes exactly what the CPU computes; evaluation follows the model to its device."""
+    from cnnlab.train import evaluate, fit
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 64)
+    val = (images[:16], labels[:16])
+    results = {}
+    for device in ("cpu", "gpu"):
+        model = build("lenet5", seed=0)
+        model.threads = 1  # the same serial step on both devices
+        optimizer = Adam(lr=1e-3)
+        history = fit(model, (images, labels), val, epochs=2, batch_size=16, optimizer=optimizer, seed=1,
+                      progress=False, verbose=False, device=device)
+        # (the stand-in's xp.empty makes plain NumPy work buffers, so we look at what training updates)
+        kept = list(model.state_dict().values()) + [v for slot in optimizer.state.values() for v in slot.values()
+                                                    if isinstance(v, np.ndarray)]
+        on_device = all(type(a) is FakeGpuArray for a in kept)
+        results[device] = (history, model, on_device, evaluate(model, val))
+    cpu, gpu = results["cpu"], results["gpu"]
+    assert gpu[2] and not cpu[2] and model_device(gpu[1]) == "gpu"
+    for row_cpu, row_gpu in zip(cpu[0].rows, gpu[0].rows):
+        for key in ("train_cost", "train_accuracy", "val_cost", "val_accuracy"):
+            assert row_gpu[key] == pytest.approx(row_cpu[key], rel=1e-6)
+    for name, value in cpu[1].state_dict().items():
+        np.testing.assert_allclose(backend.to_numpy(gpu[1].state_dict()[name]), value, rtol=1e-5, atol=1e-7)
+    assert gpu[3].accuracy == cpu[3].accuracy and np.array_equal(gpu[3].confusion, cpu[3].confusion)

@@ -86,6 +86,17 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert code == 2 and "not found" in err
 
 
+def test_train_on_a_gpu_without_cupy_is_a_clear_error_and_leaves_no_run_folder(tmp_path, capsys, monkeypatch):
+    from cnnlab import backend
+
+    monkeypatch.setattr(backend, "_cupy", None)  # as on a machine without CuPy, even where it is installed
+    code, _, err = run_cli(capsys, "train", *SMALL, "--device", "gpu", "--out", str(tmp_path / "runs"))
+    assert code == 2 and "device 'gpu' needs CuPy" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+    code, _, err = run_cli(capsys, "train", *SMALL, "--device", "tpu")
+    assert code == 2 and "--device" in err
+
+
 def test_evaluate_refuses_bad_counts_and_train_an_unwritable_out(tmp_path, capsys):
     code, _, err = run_cli(capsys, "evaluate", "--batch-size", "0", "--no-plots")
     assert code == 2 and "--batch-size" in err and "Traceback" not in err

@@ -122,13 +122,17 @@ def evaluate_predictions(labels, predictions, num_classes: int, class_names=(), 
 
 
 def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss=None,
-                   transform=None) -> Evaluation:
+                   transform=None, device: str | None = None) -> Evaluation:
     """Run ``model`` on inputs ``x`` and compare with ``labels`` ``(N,)``; inference mode, in batches.
 
     ``x`` is ``(N, *input_shape)`` float, or anything ``transform`` turns batch by batch into that (uint8
     images and a preprocessing function: the whole set is never converted to float at once).
-    ``loss`` (a :class:`~cnnlab.losses.Loss`) adds the mean loss to the result.
+    ``loss`` (a :class:`~cnnlab.losses.Loss`) adds the mean loss to the result. Batches are copied to
+    ``device`` (default: where the model's parameters are) after ``transform``.
     """
+    from .device import model_device, to_device_array
+
+    device = device or model_device(model)
     labels = np.asarray(labels)
     if len(x) != len(labels):
         raise ShapeError(f"evaluate: {len(x)} inputs but {len(labels)} labels")
@@ -142,9 +146,10 @@ def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss
         xb, yb = x[start:start + batch_size], labels[start:start + batch_size]
         if transform is not None:
             xb = transform(xb)
+        xb = to_device_array(xb, device)
         if loss is None:
             return 0.0, predicted_classes(to_numpy(model.forward(xb)))
-        value, out = model.loss_and_output(xb, yb, loss)
+        value, out = model.loss_and_output(xb, to_device_array(yb, device), loss)
         return value * len(xb), predicted_classes(to_numpy(out), from_logits)
 
     results = model._map_batches(run, list(range(0, len(x), batch_size)))

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .backend import to_numpy
+from .backend import get_xp, to_numpy
 from .errors import CnnlabError, ConfigError
 from .callbacks import Callback
 
@@ -372,6 +372,10 @@ class RunRecorder(Callback):
                       f"`cnnlab train --resume {self.run.path}`")
 
 
+#: What ``--resume`` may change: train longer, on another device, with other display options.
+RESUME_OPTIONS = ("epochs", "progress", "test", "device")
+
+
 def train_run(config, resume: str | os.PathLike | None = None, echo=print, callbacks=()):
     """Train as ``cnnlab train`` does: a new run folder for ``config``, or continue the run ``resume``.
 
@@ -385,11 +389,12 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     if resume is not None:
         run = RunFolder.open(resume)
         saved = TrainConfig.from_dict(run.read_config()["config"], str(run.config))
-        changes = {} if config is None else {k: getattr(config, k) for k in ("epochs", "progress", "test")}
+        changes = {} if config is None else {k: getattr(config, k) for k in RESUME_OPTIONS}
         config = saved.replace(**changes)
     train, val, class_names = load_data(config, echo)
     # Everything that can still refuse an option is built before the run folder exists, so a bad
     # option leaves nothing behind.
+    get_xp(config.device)  # CuPy and a GPU present, for --device gpu
     model = build_model(config, train.sample_shape, len(class_names))
     loss = get_loss(config.loss)
     optimizer, weight_decay = build_optimizer(config, len(train))
@@ -423,7 +428,8 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
                   optimizer=optimizer, schedule=schedule, augment=augment,
                   preprocessing=preprocessing, monitors=config.monitors, full_train_eval=config.full_train_eval,
                   rng=rng, callbacks=[recorder, *callbacks], progress=config.progress,
-                  early_stop=config.early_stop, initial_epoch=initial_epoch, history=history)
+                  early_stop=config.early_stop, initial_epoch=initial_epoch, history=history,
+                  device=config.device)
     summary = {"stop_reason": history.stop_reason, "epochs_done": history.epochs_done,
                "seconds": round(time.perf_counter() - start, 3)}
     if history.best is not None:
@@ -432,7 +438,7 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
         from .data.loading import load_dataset
 
         result = evaluate(model, load_dataset(config.dataset, "test", config.data_dir, progress=config.progress),
-                          preprocessing=preprocessing)
+                          preprocessing=preprocessing, device=config.device)
         summary["test_accuracy"] = result.accuracy
         echo(f"test accuracy: {result.accuracy:.2%} on {result.n:,} images")
     atomic.write_text(run.path / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")

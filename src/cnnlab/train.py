@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import make_rng
+from .backend import make_rng, to_numpy
 # The callbacks live in their own module; they stay importable from here (``from cnnlab.train import ...``).
 from .callbacks import Callback, EarlyStopping, EpochLog, ProgressBar, TrainingState, format_row  # noqa: F401
 from .config import MONITORS
 from .data.normalize import normalize
+from .device import to_device, to_device_array
 from .errors import ConfigError, NumericalError, ShapeError
 from .evaluate import evaluate_model, predicted_classes
 
@@ -146,7 +147,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         optimizer="adam", lr: float | None = None, schedule=None, augment=None, preprocessing=None,
         monitors=None, full_train_eval: bool = False, seed: int = 0, rng=None, callbacks=(),
         progress: bool = True, verbose: bool = True, early_stop: int | None = None,
-        initial_epoch: int = 0, history: History | None = None) -> History:
+        initial_epoch: int = 0, history: History | None = None, device: str = "cpu") -> History:
     """Train ``model`` by mini-batch gradient descent; returns the :class:`History`.
 
     Args:
@@ -159,6 +160,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         monitors: dict switching ``train_cost``, ``train_accuracy``, ``val_cost``, ``val_accuracy``.
         seed / rng: the generator that shuffles and augments (an explicit ``rng`` wins).
         initial_epoch, history: continue a run (``cnnlab.runs`` restores them from a checkpoint).
+        device: ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy). The model and the optimizer's state move there
+            and stay there after training (as ``module.to(device)`` in PyTorch); every batch is prepared on
+            the CPU (uint8 -> float32, augmentation) and then copied over, with its labels.
 
     A model with a :class:`~cnnlab.layers.BatchNorm` layer never trains on a last batch of one image
     (its statistics would be undefined): that image joins the batch before it (see :func:`batch_bounds`).
@@ -178,6 +182,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     if not isinstance(optimizer, Optimizer):
         optimizer = get_optimizer(optimizer, **({"lr": lr} if lr is not None else {}))
     rng = rng if rng is not None else make_rng(seed)
+    to_device(model, device, optimizer)  # a ConfigError naming what is missing, before any work
     images, labels = _arrays(train_data, "training data")
     if len(images) == 0:
         raise ConfigError("training data is empty")
@@ -220,23 +225,24 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
                 idx = order[bounds[b]:bounds[b + 1]]
                 yb = labels[idx]
                 try:
-                    value, out = model.train_step(transform(images[idx]), yb, loss, optimizer)
+                    value, out = model.train_step(to_device_array(transform(images[idx]), device),
+                                                  to_device_array(yb, device), loss, optimizer)
                 except NumericalError as exc:
                     raise NumericalError(f"epoch {epoch + 1}, batch {b + 1}/{n_batches}: {exc}") from None
                 total_loss += value * len(idx)
                 if count_correct:
-                    correct += (predicted_classes(out, from_logits) == yb).sum()
+                    correct += (predicted_classes(to_numpy(out), from_logits) == yb).sum()
                 for cb in batch_callbacks:
                     cb.on_batch_end(state, b, value)
             row = {"epoch": epoch + 1, "train_cost": None, "train_accuracy": None,
                    "val_cost": None, "val_accuracy": None, "lr": optimizer.lr}
             if full_train_eval and (monitors["train_cost"] or monitors["train_accuracy"]):
-                result = evaluate_model(model, images, labels, loss=loss, transform=plain)
+                result = evaluate_model(model, images, labels, loss=loss, transform=plain, device=device)
                 row["train_cost"], row["train_accuracy"] = result.loss, result.accuracy
             else:
                 row["train_cost"], row["train_accuracy"] = total_loss / n, int(correct) / n
             if val is not None and (monitors["val_cost"] or monitors["val_accuracy"]):
-                result = evaluate_model(model, val[0], val[1], loss=loss, transform=plain)
+                result = evaluate_model(model, val[0], val[1], loss=loss, transform=plain, device=device)
                 row["val_cost"], row["val_accuracy"] = result.loss, result.accuracy
             for m in MONITORS:
                 if not monitors[m]:
@@ -265,12 +271,12 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     return state.history
 
 
-def evaluate(model, dataset, batch_size: int = 256, loss=None, preprocessing=None):
+def evaluate(model, dataset, batch_size: int = 256, loss=None, preprocessing=None, device: str | None = None):
     """Accuracy, per-class accuracy, confusion matrix and mistakes of ``model`` on a dataset.
 
     ``dataset`` is a :class:`~cnnlab.data.Dataset` or an ``(x, y)`` pair; uint8 images are converted
-    batch by batch with ``preprocessing`` (default: the one stored in the model file, else ÷255).
-    Returns an :class:`~cnnlab.evaluate.Evaluation`.
+    batch by batch with ``preprocessing`` (default: the one stored in the model file, else ÷255) and
+    computed on ``device`` (default: where the model is). Returns an :class:`~cnnlab.evaluate.Evaluation`.
     """
     from .losses import get_loss
 
@@ -280,4 +286,4 @@ def evaluate(model, dataset, batch_size: int = 256, loss=None, preprocessing=Non
     class_names = getattr(dataset, "class_names", None) or getattr(model, "info", {}).get("class_names", ())
     transform = make_batch_transform(preprocessing, model.input_shape)
     return evaluate_model(model, images, labels, class_names, batch_size,
-                          loss=get_loss(loss) if loss is not None else None, transform=transform)
+                          loss=get_loss(loss) if loss is not None else None, transform=transform, device=device)

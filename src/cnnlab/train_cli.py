@@ -53,6 +53,8 @@ def _split_value(text: str | None):
 @click.option("--val-split", help="Held out for validation: a fraction (0.1) or a count (10000); 0 for none.  [0.1]")
 @click.option("--train-subset", type=int, help="Train on the first N training images only.")
 @click.option("--seed", type=int, help="Seed of the weights, the split, the shuffling.  [0]")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]),
+              help="Train on the CPU (NumPy) or on a CUDA GPU (CuPy: pip install 'cnnlab[gpu]').  [cpu]")
 @click.option("--out", help="Folder that receives the run folder.  [runs]")
 @click.option("--name", help="Name of the run folder (default: <arch>-<dataset>-<date>-<time>).")
 @click.option("--train-cost/--no-train-cost", default=None, help="Monitor the training cost.")
@@ -76,17 +78,17 @@ def train(ctx, config_file, resume, train_cost, train_accuracy, val_cost, val_ac
       cnnlab train --resume runs/lenet5-mnist-20240501-120000 --epochs 20
     """
     from .config import TrainConfig
-    from .runs import train_run
+    from .runs import RESUME_OPTIONS, train_run
 
     monitors = {k: v for k, v in dict(train_cost=train_cost, train_accuracy=train_accuracy, val_cost=val_cost,
                                        val_accuracy=val_accuracy).items() if v is not None}
     options["val_split"] = _split_value(val_split)
     if resume:
-        allowed = {"epochs", "progress", "test"}
+        allowed = set(RESUME_OPTIONS)
         ignored = sorted(k for k, v in options.items() if v is not None and k not in allowed)
         if config_file or ignored or monitors:
-            raise ConfigError("--resume continues a run with its own options; only --epochs, --progress and "
-                              f"--test may be given, received {', '.join(ignored + sorted(monitors)) or '--config'}")
+            raise ConfigError("--resume continues a run with its own options; only "
+                              + ", ".join(f"--{k}" for k in RESUME_OPTIONS) + " may be given, received {', '.join(ignored + sorted(monitors)) or '--config'}")
     config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
     if monitors:
         options["monitors"] = {**config.monitors, **monitors}
@@ -101,7 +103,9 @@ def _resume_changes(options: dict):
     """A config carrying only the options ``--resume`` accepts (the rest comes from the run folder)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(**{k: options.get(k) for k in ("epochs", "progress", "test")})
+    from .runs import RESUME_OPTIONS
+
+    return SimpleNamespace(**{k: options.get(k) for k in RESUME_OPTIONS})
 
 
 def _model_and_folder(model_path: str | None):
