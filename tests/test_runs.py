@@ -14,7 +14,8 @@ import pytest
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError, NumericalError
 from cnnlab.io import load_model, read_model_info
-from cnnlab.runs import RunFolder, load_checkpoint, train_run
+from cnnlab.data.loading import load_dataset
+from cnnlab.runs import RunFolder, load_checkpoint, load_data, train_run
 from cnnlab.train import Callback
 
 DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -59,6 +60,26 @@ def test_run_folder_holds_every_file_and_the_model_loads(tmp_path):
     best = read_model_info(run.best)["extra"]
     assert best["epoch"] == history.best["epoch"] and best["val_accuracy"] == history.best["val_accuracy"]
     assert run.curves.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_standardize_stores_the_training_split_statistics_and_evaluation_uses_them(tmp_path):
+    from cnnlab.runs import channel_statistics
+    from cnnlab.train import evaluate
+
+    run, _, model = train_run(TrainConfig(**{**SMALL, "epochs": 1, "test": True}, standardize=True,
+                                          out=str(tmp_path)), echo=quiet)
+    pre = read_model_info(run.model)["preprocessing"]
+    train_images = load_data(TrainConfig(**SMALL), quiet)[0].images / 255.0
+    assert pre["mean"] == pytest.approx(train_images.mean(), abs=1e-6)  # MNIST: about 0.13 and 0.31
+    assert pre["std"] == pytest.approx(train_images.std(), abs=1e-6)
+    # per channel, on colour images; a constant channel is only shifted
+    rgb = np.stack([np.full((4, 2, 2), 10), np.arange(16).reshape(4, 2, 2)], axis=1).astype(np.uint8)
+    mean, std = channel_statistics(rgb, 1.0)
+    assert mean == pytest.approx([10.0, 7.5]) and std == pytest.approx([1.0, np.arange(16).std()])
+    # the test accuracy reported at the end used the same inputs as evaluate() on the saved file
+    summary = json.loads((run.path / "summary.json").read_text())
+    test = load_dataset("mnist", "test", str(DATA))
+    assert evaluate(load_model(run.model), test).accuracy == pytest.approx(summary["test_accuracy"])
 
 
 def test_checkpoint_is_safetensors_without_pickle(tmp_path):

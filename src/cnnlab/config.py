@@ -42,7 +42,7 @@ DEFAULT_SGD_LR = 0.1
 TEXT_OPTIONS = ("arch", "dataset", "optimizer", "schedule", "loss", "out")
 OPTIONAL_TEXT_OPTIONS = ("activation", "pooling", "init", "data_dir", "name")
 PATH_OPTIONS = ("out", "data_dir")  # a pathlib.Path is accepted and stored as text
-SWITCH_OPTIONS = ("augment", "nesterov", "full_train_eval", "progress", "test")
+SWITCH_OPTIONS = ("augment", "standardize", "nesterov", "full_train_eval", "progress", "test")
 
 
 @dataclass
@@ -78,6 +78,7 @@ class TrainConfig:
     train_subset: int | None = None
     augment: bool = False
     augment_options: dict = field(default_factory=dict)
+    standardize: bool = False
     # optimisation
     epochs: int = 10
     batch_size: int = 100

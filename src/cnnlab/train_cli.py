@@ -50,6 +50,8 @@ def _split_value(text: str | None):
 @click.option("--weight-decay", type=float, help="Weight decay (instead of --lambda).")
 @click.option("--loss", help="crossentropy, binary-crossentropy, quadratic.  [crossentropy]")
 @click.option("--augment/--no-augment", default=None, help="Random rotation/shift/scale of training images.")
+@click.option("--standardize/--no-standardize", default=None,
+              help="Shift and scale inputs to mean 0, std 1 per channel (measured on the training split).")
 @click.option("--val-split", help="Held out for validation: a fraction (0.1) or a count (10000); 0 for none.  [0.1]")
 @click.option("--train-subset", type=int, help="Train on the first N training images only.")
 @click.option("--seed", type=int, help="Seed of the weights, the split, the shuffling.  [0]")
