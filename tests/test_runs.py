@@ -63,7 +63,7 @@ def test_run_folder_holds_every_file_and_the_model_loads(tmp_path):
 
 
 def test_standardize_stores_the_training_split_statistics_and_evaluation_uses_them(tmp_path):
-    from cnnlab.runs import channel_statistics
+    from cnnlab.runs import preprocessing_for
     from cnnlab.train import evaluate
 
     run, _, model = train_run(TrainConfig(**{**SMALL, "epochs": 1, "test": True}, standardize=True,
@@ -73,9 +73,10 @@ def test_standardize_stores_the_training_split_statistics_and_evaluation_uses_th
     assert pre["mean"] == pytest.approx(train_images.mean(), abs=1e-6)  # MNIST: about 0.13 and 0.31
     assert pre["std"] == pytest.approx(train_images.std(), abs=1e-6)
     # per channel, on colour images; a constant channel is only shifted
-    rgb = np.stack([np.full((4, 2, 2), 10), np.arange(16).reshape(4, 2, 2)], axis=1).astype(np.uint8)
-    mean, std = channel_statistics(rgb, 1.0)
-    assert mean == pytest.approx([10.0, 7.5]) and std == pytest.approx([1.0, np.arange(16).std()])
+    two = np.stack([np.full((4, 2, 2), 51), np.arange(16).reshape(4, 2, 2)], axis=1).astype(np.uint8)
+    pre = preprocessing_for("folder:x", (2, 2, 2), standardize_with=two)
+    assert pre["mean"] == pytest.approx([0.2, 7.5 / 255], abs=1e-6)
+    assert pre["std"] == pytest.approx([1.0, np.arange(16).std() / 255], abs=1e-6)
     # the test accuracy reported at the end used the same inputs as evaluate() on the saved file
     summary = json.loads((run.path / "summary.json").read_text())
     test = load_dataset("mnist", "test", str(DATA))

@@ -251,26 +251,13 @@ def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) ->
     else:
         c, h, w = sample_shape  # the same scaling (÷255), pictures taken as they are
         pre = {**MNIST_PREPROCESSING, "polarity": "as-is", "size": [h, w], "channels": c}
-    if standardize_with is not None:
-        mean, std = channel_statistics(standardize_with, pre["scale"])
+    if standardize_with is not None:  # statistics of pixels ÷ 255, the scale above
+        from .data import channel_stats
+
+        mean, std = (np.round(v.astype(np.float64), 6).tolist() for v in channel_stats(standardize_with))
+        std = [s if s > 0 else 1.0 for s in std]  # a constant channel: shifting is enough
         pre.update(mean=mean if len(mean) > 1 else mean[0], std=std if len(std) > 1 else std[0])
     return pre
-
-
-def channel_statistics(images, scale: float) -> tuple[list[float], list[float]]:
-    """Mean and standard deviation per channel of ``images · scale`` (uint8 ``(N, C, H, W)``), in
-    float64, 10,000 images at a time (MNIST's 60,000 as float64 at once would take 376 MB)."""
-    n, c = images.shape[:2]
-    total, squares = np.zeros(c), np.zeros(c)
-    for start in range(0, n, 10_000):
-        chunk = images[start:start + 10_000].astype(np.float64) * scale
-        total += chunk.sum(axis=(0, 2, 3))
-        squares += np.square(chunk).sum(axis=(0, 2, 3))
-    count = n * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
-    std[std == 0] = 1.0  # a constant channel: shifting is enough
-    return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]
 
 
 def build_model(config, sample_shape, num_classes: int):
