@@ -111,12 +111,62 @@ def test_float32_matches_up_to_rounding(sharded_calls):
     assert_close(grads_of(serial), grads_of(sharded), rtol=1e-4)
 
 
-def test_batchnorm_models_train_serially(any_size, sharded_calls):
-    """BatchNorm normalises with the statistics of the whole batch: shards would see other statistics."""
-    model = small_cnn(2, extra=(BatchNorm(),))
-    assert not parallel.can_shard(model)
-    model.train_step(*batch(32), get_loss("crossentropy"), Adam())
-    assert sharded_calls == [] and model._sharded is None
+def bn_cnn(threads, dtype=np.float64):
+    """small_cnn with BatchNorm after a convolution (per channel) and after a dense layer (per feature)."""
+    # no bias before a BatchNorm (it would be cancelled: its gradient is rounding noise)
+    layers = [Conv2D(4, 3, padding=1, use_bias=False), BatchNorm(), ReLU(), MaxPool2D(2), Conv2D(6, 3), Tanh(),
+              Flatten(), Dense(12, use_bias=False), BatchNorm(), Sigmoid(), Dense(5), Softmax()]
+    return Sequential(layers, (2, 12, 12), seed=0, dtype=dtype, threads=threads)
+
+
+@pytest.mark.parametrize("n, threads", [(32, 2), (27, 3)])
+def test_batchnorm_shards_use_the_whole_batch_statistics(any_size, sharded_calls, n, threads):
+    """Shards add up their per-channel sums, so each normalises with the statistics of the whole batch:
+    the same loss, gradients and running averages as the serial step, over several Adam steps."""
+    serial, sharded = bn_cnn(1), bn_cnn(threads)
+    loss = get_loss("crossentropy")
+    opt1, opt2 = Adam(lr=0.01), Adam(lr=0.01)
+    for step in range(3):
+        x, y = batch(n, seed=step)
+        v1, out1 = serial.train_step(x, y, loss, opt1)
+        v2, out2 = sharded.train_step(x, y, loss, opt2)
+        assert v2 == pytest.approx(v1, rel=1e-10)
+        np.testing.assert_allclose(out2, out1, rtol=1e-9, atol=1e-12)
+    assert sharded_calls == [n] * 3
+    g1, g2 = grads_of(serial), grads_of(sharded)
+    assert g1.keys() == g2.keys()
+    for key in g1:
+        np.testing.assert_allclose(g2[key], g1[key], rtol=1e-8, atol=1e-14, err_msg=key)
+    states = serial.state_dict(), sharded.state_dict()
+    assert any("running_mean" in key for key in states[0])
+    for key, value in states[0].items():  # weights and running averages (updated once per step, not per shard)
+        np.testing.assert_allclose(states[1][key], value, rtol=1e-8, atol=1e-12, err_msg=key)
+    x, _ = batch(8, seed=9)
+    np.testing.assert_allclose(sharded.predict_proba(x), serial.predict_proba(x), rtol=1e-8)
+
+
+def test_a_failing_batchnorm_shard_does_not_leave_the_others_waiting(any_size, sharded_calls, monkeypatch):
+    """A shard that raises between two BatchNorm layers must not leave the other shard waiting for it
+    at the second one: the step raises the real error, and the next step works again."""
+    import threading
+
+    monkeypatch.setattr(parallel, "SHARD_SUM_TIMEOUT", 20.0)  # a hang fails the test instead of stalling it
+    model = bn_cnn(2)
+    loss = get_loss("crossentropy")
+    original = Tanh.forward
+    failing = {"on": True}
+
+    def forward(self, inputs, training=False):  # Tanh sits between the two BatchNorm layers
+        if failing["on"] and training and threading.current_thread() is not threading.main_thread():
+            raise ValueError("boom in one shard")
+        return original(self, inputs, training)
+
+    monkeypatch.setattr(Tanh, "forward", forward)
+    with pytest.raises(ValueError, match="boom in one shard"):
+        model.train_step(*batch(32), loss, Adam())
+    failing["on"] = False
+    value, _ = model.train_step(*batch(32), loss, Adam())
+    assert np.isfinite(value) and sharded_calls == [32, 32]
 
 
 @pytest.mark.parametrize("frozen", [False, True])

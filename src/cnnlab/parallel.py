@@ -21,10 +21,12 @@ all), but has its own caches, gradients and work buffers. Inside the shards BLAS
 (with ``threadpoolctl``): the cores are already busy, and OpenBLAS threads fighting each other is slower.
 
 Dropout draws random masks: to draw exactly what the serial step would, the model's own Dropout layers
-draw their whole-batch masks first, in layer order, and each replica uses its shard's rows. What cannot be
-split: a layer whose output for one sample depends on the rest of the batch (BatchNorm normalises with the
-batch statistics). A model holding one, a model too small to gain anything, or a batch too small to split,
-trains with the plain serial step (:meth:`Sequential.train_step` decides).
+draw their whole-batch masks first, in layer order, and each replica uses its shard's rows. BatchNorm is
+the one layer whose output for a sample depends on the rest of the batch (it normalises with the batch
+statistics): its replicas meet at a :class:`ShardSum` — each hands in its shard's per-channel sums, waits
+until every shard has, and continues with the whole batch's — twice in the forward pass (mean, variance)
+and once in the backward pass. A model too small to gain anything, or a batch too small to split, trains
+with the plain serial step (:meth:`Sequential.train_step` decides).
 
 Inference needs no replicas: a forward pass in inference mode caches nothing, so the same layers can
 serve several batches at once; :meth:`Sequential.predict_proba` runs its batches through
@@ -53,7 +55,11 @@ from .timing import backward_flops, forward_flops
 
 #: Layers whose forward/backward passes treat every sample on its own, without randomness.
 SHARDABLE_KINDS = frozenset({"Conv2D", "MaxPool2D", "AvgPool2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
-                             "ELU", "Sigmoid", "Tanh", "Softmax", "Dropout"})
+                             "ELU", "Sigmoid", "Tanh", "Softmax", "Dropout", "BatchNorm"})
+
+#: Seconds a shard waits at a :class:`ShardSum` for the others before giving up (they are computing the
+#: same layers on as many samples, so anything close to this means a thread is gone, not slow).
+SHARD_SUM_TIMEOUT = 300.0
 
 #: Below this many floating-point operations per training sample, thread hand-offs cost more than they
 #: save (an MLP step takes well under a millisecond): such models train serially.
@@ -199,6 +205,35 @@ def can_map(x) -> bool:
     return array_module(x) is np
 
 
+class ShardSum:
+    """Where the shards of one batch add up their per-channel sums (one per BatchNorm layer of a step).
+
+    Every shard's thread calls ``shard_sum(index, part)`` with its partial sum ``(C,)`` and gets back the
+    sum of all the parts once every shard has handed its in. All threads add the parts in the same order,
+    so they get bit-identical totals. A shard that fails calls :meth:`abort`, so the others stop waiting
+    (``threading.BrokenBarrierError``) instead of hanging; :meth:`reset` readies it for the next step.
+    """
+
+    def __init__(self, shards: int):
+        self.parts = [None] * shards
+        self._barrier = threading.Barrier(shards, timeout=SHARD_SUM_TIMEOUT)
+
+    def __call__(self, index: int, part):
+        self.parts[index] = part
+        self._barrier.wait()  # every part is in
+        total = self.parts[0].copy()
+        for other in self.parts[1:]:
+            total += other
+        self._barrier.wait()  # every shard has read the parts: they may be replaced by the next sum
+        return total
+
+    def abort(self) -> None:
+        self._barrier.abort()
+
+    def reset(self) -> None:
+        self._barrier.reset()
+
+
 class ShardedStep:
     """Computes the gradients of a training step of ``model`` on ``threads`` shards of the batch at once.
 
@@ -210,16 +245,27 @@ class ShardedStep:
         self.model = model
         self.threads = threads
         self.replicas = [[replicate(layer) for layer in model.layers] for _ in range(threads)]
+        self.shard_sums = []
+        for index, layer in enumerate(model.layers):
+            if layer.kind == "BatchNorm":  # its replicas add up their batch statistics at a ShardSum
+                shard_sum = ShardSum(threads)
+                self.shard_sums.append(shard_sum)
+                for shard, replica in enumerate(self.replicas):
+                    twin = replica[index]
+                    twin.shard_sum, twin.shard_index, twin.updates_running = shard_sum, shard, shard == 0
+        self._error = None  # the first error of a shard in this step (the others then see a broken ShardSum)
 
     def usable(self, x) -> bool:
         """Shard this batch? Needs threadpoolctl, NumPy arrays (not CuPy) and shards of MIN_SHARD samples."""
         return _blas_limiter() is not None and array_module(x) is np and len(x) >= self.threads * MIN_SHARD
 
     def _sync(self) -> None:
-        """Point the replicas at the model's current parameter dictionaries (a device move replaces them)."""
+        """Point the replicas at the model's current parameter and buffer dictionaries (a device move
+        replaces them)."""
         for replica in self.replicas:
             for twin, layer in zip(replica, self.model.layers):
                 twin.params, twin.needs_input_grad = layer.params, layer.needs_input_grad
+                twin.buffers = layer.buffers  # BatchNorm's running averages, updated by shard 0
 
     def _draw_dropout_masks(self, x, bounds, stop):
         """Let each Dropout layer draw its whole-batch mask ``(N, *input_shape)``, in layer order as the
@@ -253,6 +299,19 @@ class ShardedStep:
             grad = layer.backward(grad)
         return value * scale, out
 
+    def _guarded_shard(self, job):
+        """:meth:`_shard`, releasing the other shards from their ShardSums if this one fails."""
+        try:
+            return self._shard(*job)
+        except threading.BrokenBarrierError:
+            raise
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+            for shard_sum in self.shard_sums:
+                shard_sum.abort()
+            raise
+
     def gradients(self, x, y, loss, stop):
         """Fill the model's ``layer.grads`` for the batch ``x`` ``(N, *input_shape)``, ``y`` ``(N,)`` or
         ``(N, classes)``, as a serial backward pass would; return ``(mean loss, output (N, *output_shape))``
@@ -263,7 +322,16 @@ class ShardedStep:
         self._draw_dropout_masks(x, bounds, stop)
         jobs = [(self.replicas[s], x[a:b], y[a:b], loss, stop, (b - a) / n)
                 for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
-        results = map_in_threads(lambda job: self._shard(*job), jobs, self.threads)
+        for shard_sum in self.shard_sums:
+            shard_sum.reset()
+        self._error = None
+        try:
+            results = map_in_threads(self._guarded_shard, jobs, self.threads)
+        except threading.BrokenBarrierError:
+            if self._error is not None:  # a shard failed and made the others stop waiting: its error counts
+                raise self._error from None
+            raise RuntimeError("a shard of the training step waited for the others for more than "
+                               f"{SHARD_SUM_TIMEOUT:.0f} s at a BatchNorm layer") from None
         xp = array_module(x)
         for index, layer in enumerate(self.model.layers):
             for key in layer.grads:

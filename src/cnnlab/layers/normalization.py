@@ -21,6 +21,12 @@ Backward (the compact closed form, with sums over the m values of a channel and 
 
     dL/dγ = Σ G ⊙ x̂        dL/dβ = Σ G
     dL/dx = γ / (m √(σ² + ε)) · (m G − dL/dβ − x̂ ⊙ dL/dγ)
+
+Every statistic above is a per-channel *sum over the batch* (Σ x, Σ (x − μ)², Σ G, Σ G ⊙ x̂). That is
+what lets a training step split its batch into shards computed by several threads
+(:mod:`cnnlab.parallel`): each shard sums its own part and :meth:`BatchNorm._batch_sum` adds up the
+parts of all shards, so every shard normalizes with the statistics of the whole batch, exactly as the
+serial step does. A layer working on a whole batch by itself (``shard_sum is None``) just uses its sums.
 """
 
 from __future__ import annotations
@@ -45,7 +51,13 @@ class BatchNorm(Layer):
             raise ConfigError(f"BatchNorm: eps must be a positive number, received {eps!r}")
         self.momentum = float(momentum)
         self.eps = float(eps)
-        self._cache = None  # (x̂, 1/√(σ²+ε)) from the last training forward pass
+        self._cache = None  # (x̂, 1/√(σ²+ε), m) from the last training forward pass
+        # Set on the replicas of a sharded training step (cnnlab.parallel): the function that adds up
+        # the shards' partial sums, this replica's shard number, and whether it updates the running
+        # averages (shared by all replicas, so exactly one of them does).
+        self.shard_sum = None
+        self.shard_index = 0
+        self.updates_running = True
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) not in (1, 3):
@@ -84,19 +96,29 @@ class BatchNorm(Layer):
             inv_std = 1 / array_module(x).sqrt(self.buffers["running_var"].reshape(bshape) + self.eps)
             return (x - mean) * (gamma * inv_std) + beta
 
-        m = x.size // x.shape[1]  # values per channel
+        xp = array_module(x)
+        # Σ x per channel and the count m of values per channel, over the whole batch (in one reduction)
+        sums = self._batch_sum(xp.append(x.sum(axis=axes), x.size // x.shape[1]))
+        m = int(sums[-1])
         if m < 2:
             raise ShapeError(f"{self.describe()}: training needs more than one value per channel, "
                              f"received input of shape {tuple(x.shape)}")
-        mean = x.mean(axis=axes, keepdims=True)
+        mean = (sums[:-1] / m).astype(x.dtype).reshape(bshape)
         centered = x - mean
-        var = (centered * centered).mean(axis=axes, keepdims=True)  # biased: normalizes the batch
-        inv_std = 1 / array_module(x).sqrt(var + self.eps)
+        # biased variance (÷ m): it normalizes this batch; two passes (mean first) avoid cancellation
+        var = (self._batch_sum((centered * centered).sum(axis=axes)) / m).astype(x.dtype).reshape(bshape)
+        inv_std = 1 / xp.sqrt(var + self.eps)
         x_hat = centered
         x_hat *= inv_std  # in place: centered is not needed any more
-        self._update_running(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
-        self._cache = (x_hat, inv_std)
+        if self.updates_running:
+            self._update_running(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
+        self._cache = (x_hat, inv_std, m)
         return gamma * x_hat + beta
+
+    def _batch_sum(self, partial):
+        """Per-channel sums over the whole batch from this layer's ``partial`` sums ``(C,)``: the same
+        array for a whole batch, the total of every shard's part in a sharded step."""
+        return partial if self.shard_sum is None else self.shard_sum(self.shard_index, partial)
 
     def _update_running(self, batch_mean, unbiased_var) -> None:
         for key, stat in (("running_mean", batch_mean), ("running_var", unbiased_var)):
@@ -107,14 +129,18 @@ class BatchNorm(Layer):
     def backward(self, grad_out):
         if self._cache is None:
             raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
-        x_hat, inv_std = self._cache
+        x_hat, inv_std, m = self._cache
         axes, bshape = self._layout(grad_out)
-        m = grad_out.size // grad_out.shape[1]
+        xp = array_module(grad_out)
+        channels = grad_out.shape[1]
         dbeta = grad_out.sum(axis=axes)
         dgamma = (grad_out * x_hat).sum(axis=axes)
+        # This batch's (or shard's) share of the parameter gradients: a sharded step adds up the shards'.
         self.grads["gamma"] = dgamma
         self.grads["beta"] = dbeta
         if not self.needs_input_grad:
             return None
+        totals = self._batch_sum(xp.concatenate([dbeta, dgamma]))  # the input gradient needs whole-batch sums
+        dbeta, dgamma = totals[:channels], totals[channels:]
         scale = self.params["gamma"].reshape(bshape) * inv_std / m
         return scale * (m * grad_out - dbeta.reshape(bshape) - x_hat * dgamma.reshape(bshape))
