@@ -204,16 +204,50 @@ def run_row(row: Row, args, echo=print) -> dict:
         "runs": runs,
         "scale": args.scale,
         "train_subset": args.train_subset,
-        "command": reproduce_command(row.name, args),
+        "settings": settings_key(row),
+        "command": reproduce_command(row.name, args, [r["seed"] for r in runs]),
     }
 
 
-def reproduce_command(name: str, args) -> str:
+def settings_key(row: Row) -> str:
+    """The row's training options as canonical JSON: runs may only be pooled when these are equal."""
+    return json.dumps(row.parts, sort_keys=True)
+
+
+def add_seeds(previous: dict | None, entry: dict, row: Row, args) -> dict:
+    """``entry``'s runs added to ``previous``'s (``--add-seeds``): one entry over all the seeds.
+
+    Refused (``ValueError``) when there is nothing to add to, when the settings, ``--scale`` or
+    ``--train-subset`` differ, or when a seed was measured already. Entries written before settings were
+    recorded are taken to have the row's current settings.
+    """
+    if previous is None:
+        raise ValueError(f"{row.name}: --add-seeds needs earlier runs of this row, and there are none")
+    if previous.get("settings", entry["settings"]) != entry["settings"]:
+        raise ValueError(f"{row.name}: the row's settings changed since its earlier runs; run it anew")
+    if (previous.get("scale"), previous.get("train_subset")) != (entry["scale"], entry["train_subset"]):
+        raise ValueError(f"{row.name}: --scale/--train-subset differ from the earlier runs'")
+    seeds = [r["seed"] for r in previous["runs"]] + [r["seed"] for r in entry["runs"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{row.name}: seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} "
+                         "were measured already; choose others with --seed")
+    runs = sorted(previous["runs"] + entry["runs"], key=lambda r: r["seed"])
+    return {**entry, "runs": runs, "command": reproduce_command(row.name, args, [r["seed"] for r in runs])}
+
+
+def reproduce_command(name: str, args, seeds: list[int]) -> str:
+    """The command that measures ``seeds`` of row ``name`` (``--runs N --seed S`` when they are
+    consecutive, otherwise one ``--add-seeds`` command per further seed after the first)."""
     words = ["python benchmarks/reproduce.py --only", name]
-    if args.runs != 1:
-        words.append(f"--runs {args.runs}")
-    if args.seed:
-        words.append(f"--seed {args.seed}")
+    first, count = min(seeds), len(seeds)
+    if sorted(seeds) == list(range(first, first + count)):
+        if count != 1:
+            words.append(f"--runs {count}")
+        if first:
+            words.append(f"--seed {first}")
+    else:
+        words.append(f"--seed {first}")
+        words.append("(then --add-seeds --seed " + ", ".join(str(s) for s in sorted(seeds)[1:]) + ")")
     if args.scale != 1:
         words.append(f"--scale {args.scale:g}")
     if args.train_subset:
@@ -342,6 +376,9 @@ def parse_args(argv=None):
     parser.add_argument("--list", action="store_true", help="list the rows and their settings, run nothing")
     parser.add_argument("--runs", type=int, default=1, help="seeds per row (mean and spread reported)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; runs use seed, seed+1, ...")
+    parser.add_argument("--add-seeds", action="store_true",
+                        help="add these runs to the row's earlier ones (same settings, new seeds) instead of "
+                             "replacing them")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every row's epochs (smoke runs)")
     parser.add_argument("--train-subset", type=int, help="train on at most N images (smoke runs)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "reproduce", help="folder for the run folders")
@@ -367,9 +404,24 @@ def main(argv=None, echo=print) -> int:
     reduced = args.scale != 1 or bool(args.train_subset)
     path = args.results or (Path(args.out) / "results.json" if reduced else RESULTS)
     rows = [ROWS_BY_NAME[name] for name in args.only] if args.only else ROWS
-    results = load_results(path)
+    if args.add_seeds:  # refuse now rather than after hours of training
+        earlier = load_results(path)["rows"]
+        for row in rows:
+            try:
+                add_seeds(earlier.get(row.name), {"settings": settings_key(row), "scale": args.scale,
+                                                  "train_subset": args.train_subset,
+                                                  "runs": [{"seed": args.seed + k} for k in range(args.runs)]},
+                          row, args)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
     for row in rows:
-        results["rows"][row.name] = run_row(row, args, echo)
+        entry = run_row(row, args, echo)
+        # Read the file again: another reproduction may have stored rows while this one trained.
+        results = load_results(path)
+        if args.add_seeds:
+            entry = add_seeds(results["rows"].get(row.name), entry, row, args)
+        results["rows"][row.name] = entry
         save_results(results, path)  # after every row: an interrupted reproduction keeps what it measured
         ours, verdict, _ = judge(row, results["rows"][row.name])
         echo(f"--- {row.name}: {ours} (target {row.target}): {verdict}")

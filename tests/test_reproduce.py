@@ -142,6 +142,26 @@ def test_smoke_run_writes_results_and_keeps_earlier_rows(repro, fake_mnist, tmp_
     assert markdown.count("not run yet") == len(repro.ROWS) - 2
 
 
+def test_add_seeds_pools_new_seeds_with_the_earlier_runs(repro, fake_mnist, tmp_path, capsys):
+    out, results = tmp_path / "runs", tmp_path / "results.json"
+    common = ["--only", "lenet5", "--scale", "0.01", "--train-subset", "30", "--data-dir",
+              str(fake_mnist.data_dir), "--out", str(out), "--results", str(results)]
+    assert repro.main([*common, "--add-seeds"], echo=quiet) == 2  # nothing to add to yet
+    assert "needs earlier runs" in capsys.readouterr().err and not results.exists()
+    assert repro.main(common, echo=quiet) == 0
+    assert repro.main([*common, "--add-seeds", "--seed", "1", "--runs", "2"], echo=quiet) == 0
+    entry = json.loads(results.read_text())["rows"]["lenet5"]
+    assert [r["seed"] for r in entry["runs"]] == [0, 1, 2]
+    assert entry["command"].startswith("python benchmarks/reproduce.py --only lenet5 --runs 3 ")
+    assert "| 0, 1, 2 |" in results.with_suffix(".md").read_text()
+    # a seed measured already, or other settings, is refused before any training
+    assert repro.main([*common, "--add-seeds", "--seed", "2"], echo=quiet) == 2
+    assert "seed(s) [2] were measured already" in capsys.readouterr().err
+    assert repro.main([*common[:-4], "--scale", "0.02", *common[-4:], "--add-seeds", "--seed", "5"], echo=quiet) == 2
+    assert "--scale/--train-subset differ" in capsys.readouterr().err
+    assert [r["seed"] for r in json.loads(results.read_text())["rows"]["lenet5"]["runs"]] == [0, 1, 2]
+
+
 def test_unknown_rows_and_bad_options_are_refused(repro, capsys):
     with pytest.raises(SystemExit):
         repro.main(["--only", "lenet6"])
