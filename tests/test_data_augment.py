@@ -67,6 +67,27 @@ def test_batched_warp_equals_scipy_image_by_image(fill, scipy_mode):
             np.testing.assert_allclose(out[i, c], ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_warp_in_threads_equals_one_call(threads, monkeypatch):
+    """Blocks of the stack resampled by several threads give exactly the single-call result."""
+    from cnnlab import parallel
+
+    calls = []
+    original = parallel.map_in_threads
+    monkeypatch.setattr(parallel, "map_in_threads", lambda fn, items, n: calls.append(len(items)) or original(fn, items, n))
+    rng = np.random.default_rng(2)
+    x = batch(n=70, c=1, h=28, w=28)
+    rows = rng.uniform(-3, 30, (70, 28, 28)).astype(np.float32)
+    cols = rng.uniform(-3, 30, (70, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(warp(x, rows, cols, threads=threads), warp(x, rows, cols, threads=1))
+    assert calls == [threads, 1]  # 70 images: enough for 2 or 3 blocks of at least 16
+    assert warp(x[:20], rows[:20], cols[:20], threads=threads).shape == (20, 1, 28, 28)
+    assert calls[-1] == 1  # 20 images: one block
+    fields = [elastic_displacement(np.random.default_rng(5), 70, 28, 28, 34.0, 4.0, threads=t) for t in (1, threads)]
+    for one, several in zip(*fields):
+        np.testing.assert_array_equal(one, several)
+
+
 def test_elastic_field_is_smooth_and_scales_with_alpha():
     dy1, dx1 = elastic_displacement(np.random.default_rng(3), 5, 28, 28, alpha=1.0, sigma=4.0)
     dy2, _ = elastic_displacement(np.random.default_rng(3), 5, 28, 28, alpha=2.0, sigma=4.0)
