@@ -86,6 +86,12 @@ class BatchNorm(Layer):
             return (0, 2, 3), (1, -1, 1, 1)
         return (0,), (1, -1)
 
+    @staticmethod
+    def _channel_dot(a, b):
+        """``Σ a ⊙ b`` per channel, ``(C,)``, in one pass without the ``a * b`` temporary (einsum)."""
+        spec = "nchw,nchw->c" if a.ndim == 4 else "nc,nc->c"
+        return array_module(a).einsum(spec, a, b)
+
     def forward(self, x, training: bool = False):
         self.check_input(x)
         axes, bshape = self._layout(x)
@@ -106,14 +112,16 @@ class BatchNorm(Layer):
         mean = (sums[:-1] / m).astype(x.dtype).reshape(bshape)
         centered = x - mean
         # biased variance (÷ m): it normalizes this batch; two passes (mean first) avoid cancellation
-        var = (self._batch_sum((centered * centered).sum(axis=axes)) / m).astype(x.dtype).reshape(bshape)
+        var = (self._batch_sum(self._channel_dot(centered, centered)) / m).astype(x.dtype).reshape(bshape)
         inv_std = 1 / xp.sqrt(var + self.eps)
         x_hat = centered
         x_hat *= inv_std  # in place: centered is not needed any more
         if self.updates_running:
             self._update_running(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
         self._cache = (x_hat, inv_std, m)
-        return gamma * x_hat + beta
+        y = x_hat * gamma
+        y += beta
+        return y
 
     def _batch_sum(self, partial):
         """Per-channel sums over the whole batch from this layer's ``partial`` sums ``(C,)``: the same
@@ -134,13 +142,18 @@ class BatchNorm(Layer):
         xp = array_module(grad_out)
         channels = grad_out.shape[1]
         dbeta = grad_out.sum(axis=axes)
-        dgamma = (grad_out * x_hat).sum(axis=axes)
+        dgamma = self._channel_dot(grad_out, x_hat)
         # This batch's (or shard's) share of the parameter gradients: a sharded step adds up the shards'.
         self.grads["gamma"] = dgamma
         self.grads["beta"] = dbeta
         if not self.needs_input_grad:
             return None
         totals = self._batch_sum(xp.concatenate([dbeta, dgamma]))  # the input gradient needs whole-batch sums
-        dbeta, dgamma = totals[:channels], totals[channels:]
-        scale = self.params["gamma"].reshape(bshape) * inv_std / m
-        return scale * (m * grad_out - dbeta.reshape(bshape) - x_hat * dgamma.reshape(bshape))
+        dbeta, dgamma = totals[:channels].reshape(bshape), totals[channels:].reshape(bshape)
+        # dL/dx = γ/√(σ²+ε) · (G − dL/dβ / m − x̂ ⊙ dL/dγ / m), the closed form above divided through by m,
+        # computed in place in one work array (the layer's largest cost is passes over (N, C, H, W)).
+        grad_in = x_hat * (dgamma / m)
+        grad_in += dbeta / m
+        xp.subtract(grad_out, grad_in, out=grad_in)
+        grad_in *= self.params["gamma"].reshape(bshape) * inv_std
+        return grad_in
