@@ -53,7 +53,8 @@ from .backend import array_module
 from .errors import ConfigError
 from .timing import backward_flops, forward_flops
 
-#: Layers whose forward/backward passes treat every sample on its own, without randomness.
+#: Layers the sharded step can split a batch for: those that treat every sample on its own, Dropout (its
+#: masks are drawn for the whole batch first) and BatchNorm (its statistics are summed across the shards).
 SHARDABLE_KINDS = frozenset({"Conv2D", "MaxPool2D", "AvgPool2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
                              "ELU", "Sigmoid", "Tanh", "Softmax", "Dropout", "BatchNorm"})
 
