@@ -185,9 +185,12 @@ def test_fit_on_the_gpu_trains_there_and_matches_the_cpu(fake_gpu):
     labels = rng.integers(0, 10, 64)
     val = (images[:16], labels[:16])
     results = {}
+    seen = []  # the array types of the batches and labels train_step received
     for device in ("cpu", "gpu"):
         model = build("lenet5", seed=0)
         model.threads = 1  # the same serial step on both devices
+        step = model.train_step
+        model.train_step = lambda x, y, *rest, step=step: seen.append((device, type(x), type(y))) or step(x, y, *rest)
         optimizer = Adam(lr=1e-3)
         history = fit(model, (images, labels), val, epochs=2, batch_size=16, optimizer=optimizer, seed=1,
                       progress=False, verbose=False, device=device)
@@ -198,6 +201,10 @@ def test_fit_on_the_gpu_trains_there_and_matches_the_cpu(fake_gpu):
         results[device] = (history, model, on_device, evaluate(model, val))
     cpu, gpu = results["cpu"], results["gpu"]
     assert gpu[2] and not cpu[2] and model_device(gpu[1]) == "gpu"
+    assert {types for types in seen if types[0] == "gpu"} == {("gpu", FakeGpuArray, FakeGpuArray)}
+    assert {types for types in seen if types[0] == "cpu"} == {("cpu", np.ndarray, np.ndarray)}
+    with pytest.raises(ConfigError, match="the model is on the gpu, but device 'cpu' was asked for"):
+        evaluate(gpu[1], val, device="cpu")
     for row_cpu, row_gpu in zip(cpu[0].rows, gpu[0].rows):
         for key in ("train_cost", "train_accuracy", "val_cost", "val_accuracy"):
             assert row_gpu[key] == pytest.approx(row_cpu[key], rel=1e-6)

@@ -1,5 +1,7 @@
 """The data-parallel training step (cnnlab.parallel): same gradients and updates as the serial step."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -145,6 +147,32 @@ def test_batchnorm_shards_use_the_whole_batch_statistics(any_size, sharded_calls
     np.testing.assert_allclose(sharded.predict_proba(x), serial.predict_proba(x), rtol=1e-8)
 
 
+def test_batchnorm_models_copy_and_pickle_after_a_sharded_step(any_size, sharded_calls):
+    """The replicas hold thread barriers, which cannot be copied: copies leave them out and rebuild."""
+    import copy
+    import pickle
+
+    model = bn_cnn(2)
+    model.train_step(*batch(32), get_loss("crossentropy"), Adam())
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert twin._sharded is None
+        x, _ = batch(4, seed=3)
+        np.testing.assert_array_equal(twin.predict_proba(x), model.predict_proba(x))
+        twin.train_step(*batch(32), get_loss("crossentropy"), Adam())
+    assert sharded_calls == [32, 32, 32]
+
+
+def test_batchnorm_steps_started_in_pool_threads_do_not_wait_for_each_other(any_size, monkeypatch):
+    """Steps whose shards wait for each other need all their threads at once: two at the same time, one
+    of them inside our worker pool, must both finish (the one in the pool trains serially)."""
+    monkeypatch.setattr(parallel, "SHARD_SUM_TIMEOUT", 20.0)
+    models = [bn_cnn(2), bn_cnn(2)]
+    loss = get_loss("crossentropy")
+    start = time.perf_counter()
+    values = parallel.map_in_threads(lambda m: m.train_step(*batch(32), loss, Adam())[0], models, 2)
+    assert all(np.isfinite(v) for v in values) and time.perf_counter() - start < 10
+
+
 def test_a_failing_batchnorm_shard_does_not_leave_the_others_waiting(any_size, sharded_calls, monkeypatch):
     """A shard that raises between two BatchNorm layers must not leave the other shard waiting for it
     at the second one: the step raises the real error, and the next step works again."""
@@ -162,8 +190,10 @@ def test_a_failing_batchnorm_shard_does_not_leave_the_others_waiting(any_size, s
         return original(self, inputs, training)
 
     monkeypatch.setattr(Tanh, "forward", forward)
+    start = time.perf_counter()
     with pytest.raises(ValueError, match="boom in one shard"):
         model.train_step(*batch(32), loss, Adam())
+    assert time.perf_counter() - start < 10  # released by the abort, not by the 20 s timeout
     failing["on"] = False
     value, _ = model.train_step(*batch(32), loss, Adam())
     assert np.isfinite(value) and sharded_calls == [32, 32]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import to_numpy
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 
 
 def confusion_matrix(true, pred, num_classes: int) -> np.ndarray:
@@ -132,7 +132,11 @@ def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss
     """
     from .device import model_device, to_device_array
 
-    device = device or model_device(model)
+    where = model_device(model)
+    if device is not None and device != where:
+        raise ConfigError(f"evaluate: the model is on the {where}, but device {device!r} was asked for; "
+                          f"move it first with cnnlab.device.to_device(model, {device!r})")
+    device = where
     labels = np.asarray(labels)
     if len(x) != len(labels):
         raise ShapeError(f"evaluate: {len(x)} inputs but {len(labels)} labels")
@@ -152,7 +156,9 @@ def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss
         value, out = model.loss_and_output(xb, to_device_array(yb, device), loss)
         return value * len(xb), predicted_classes(to_numpy(out), from_logits)
 
-    results = model._map_batches(run, list(range(0, len(x), batch_size)))
+    starts = list(range(0, len(x), batch_size))
+    # Batches on threads on the CPU only: a GPU runs one batch at a time (and each would hold its memory).
+    results = model._map_batches(run, starts) if device == "cpu" else [run(start) for start in starts]
     total_loss = sum(value for value, _ in results)
     preds = [p for _, p in results]
     predictions = np.concatenate(preds) if preds else np.zeros(0, np.int64)

@@ -279,5 +279,12 @@ class Sequential:
 
         return save_model(self, path, **metadata)
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the parallel step's replicas (they hold thread barriers, and a
+        copy builds its own on first use)."""
+        state = dict(vars(self))
+        state["_sharded"] = None
+        return state
+
     def __repr__(self) -> str:
         return f"Sequential({self.name!r}, {len(self.layers)} layers, {self.n_params:,} params)"

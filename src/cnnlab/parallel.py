@@ -112,6 +112,7 @@ def replicate(layer):
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOL_PREFIX = "cnnlab-shard"
 _POOL_LOCK = threading.Lock()
 _CONTROLLER: list = []  # [threadpoolctl controller or None], filled on first use
 
@@ -120,7 +121,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     """One process-wide pool per size: models come and go (sweeps build many), worker threads stay."""
     with _POOL_LOCK:
         if workers not in _POOLS:
-            _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlab-shard")
+            _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=_POOL_PREFIX)
         return _POOLS[workers]
 
 
@@ -210,29 +211,44 @@ class ShardSum:
     """Where the shards of one batch add up their per-channel sums (one per BatchNorm layer of a step).
 
     Every shard's thread calls ``shard_sum(index, part)`` with its partial sum ``(C,)`` and gets back the
-    sum of all the parts once every shard has handed its in. All threads add the parts in the same order,
-    so they get bit-identical totals. A shard that fails calls :meth:`abort`, so the others stop waiting
+    sum of all the parts once every shard has handed its in: the last thread to arrive adds them up (the
+    barrier's action), in shard order, and every thread receives that one array (to read, not to write).
+    The next sum cannot start before every thread has left this one, because its action waits for all
+    of them to arrive again. A shard that fails calls :meth:`abort`, so the others stop waiting
     (``threading.BrokenBarrierError``) instead of hanging; :meth:`reset` readies it for the next step.
     """
 
     def __init__(self, shards: int):
         self.parts = [None] * shards
-        self._barrier = threading.Barrier(shards, timeout=SHARD_SUM_TIMEOUT)
+        self.total = None
+        self._barrier = threading.Barrier(shards, action=self._add_up, timeout=SHARD_SUM_TIMEOUT)
 
-    def __call__(self, index: int, part):
-        self.parts[index] = part
-        self._barrier.wait()  # every part is in
+    def _add_up(self) -> None:
         total = self.parts[0].copy()
         for other in self.parts[1:]:
             total += other
-        self._barrier.wait()  # every shard has read the parts: they may be replaced by the next sum
-        return total
+        self.total = total
+
+    def __call__(self, index: int, part):
+        self.parts[index] = part
+        self._barrier.wait()
+        return self.total
 
     def abort(self) -> None:
         self._barrier.abort()
 
     def reset(self) -> None:
         self._barrier.reset()
+
+
+#: Held by a sharded step whose shards wait for each other (BatchNorm): such a step needs all its shards
+#: running at once, so two of them must not share the worker pool at the same time.
+_COUPLED_STEP_LOCK = threading.Lock()
+
+
+def _in_pool_worker() -> bool:
+    """True inside one of our pool's threads (a step started there could not get threads of its own)."""
+    return threading.current_thread().name.startswith(_POOL_PREFIX)
 
 
 class ShardedStep:
@@ -257,7 +273,10 @@ class ShardedStep:
         self._error = None  # the first error of a shard in this step (the others then see a broken ShardSum)
 
     def usable(self, x) -> bool:
-        """Shard this batch? Needs threadpoolctl, NumPy arrays (not CuPy) and shards of MIN_SHARD samples."""
+        """Shard this batch? Needs threadpoolctl, NumPy arrays (not CuPy) and shards of MIN_SHARD samples;
+        a model with BatchNorm also needs to be outside our worker pool (its shards must all run at once)."""
+        if self.shard_sums and _in_pool_worker():
+            return False
         return _blas_limiter() is not None and array_module(x) is np and len(x) >= self.threads * MIN_SHARD
 
     def _sync(self) -> None:
@@ -325,9 +344,14 @@ class ShardedStep:
                 for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
         for shard_sum in self.shard_sums:
             shard_sum.reset()
+        for replica in self.replicas:
+            for twin in replica:
+                if twin.kind == "BatchNorm":
+                    twin.whole_batch = n  # its value count m is then known without a sum across shards
         self._error = None
         try:
-            results = map_in_threads(self._guarded_shard, jobs, self.threads)
+            with _COUPLED_STEP_LOCK if self.shard_sums else contextlib.nullcontext():
+                results = map_in_threads(self._guarded_shard, jobs, self.threads)
         except threading.BrokenBarrierError:
             if self._error is not None:  # a shard failed and made the others stop waiting: its error counts
                 raise self._error from None

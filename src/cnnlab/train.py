@@ -32,7 +32,7 @@ from .backend import make_rng, to_numpy
 from .callbacks import Callback, EarlyStopping, EpochLog, ProgressBar, TrainingState, format_row  # noqa: F401
 from .config import MONITORS
 from .data.normalize import normalize
-from .device import to_device, to_device_array
+from .device import model_device, to_device, to_device_array
 from .errors import ConfigError, NumericalError, ShapeError
 from .evaluate import evaluate_model, predicted_classes
 
@@ -147,7 +147,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         optimizer="adam", lr: float | None = None, schedule=None, augment=None, preprocessing=None,
         monitors=None, full_train_eval: bool = False, seed: int = 0, rng=None, callbacks=(),
         progress: bool = True, verbose: bool = True, early_stop: int | None = None,
-        initial_epoch: int = 0, history: History | None = None, device: str = "cpu") -> History:
+        initial_epoch: int = 0, history: History | None = None, device: str | None = None) -> History:
     """Train ``model`` by mini-batch gradient descent; returns the :class:`History`.
 
     Args:
@@ -160,9 +160,10 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         monitors: dict switching ``train_cost``, ``train_accuracy``, ``val_cost``, ``val_accuracy``.
         seed / rng: the generator that shuffles and augments (an explicit ``rng`` wins).
         initial_epoch, history: continue a run (``cnnlab.runs`` restores them from a checkpoint).
-        device: ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy). The model and the optimizer's state move there
-            and stay there after training (as ``module.to(device)`` in PyTorch); every batch is prepared on
-            the CPU (uint8 -> float32, augmentation) and then copied over, with its labels.
+        device: ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy); default: where the model is. The model and the
+            optimizer's state move there and stay there after training (as ``module.to(device)`` in
+            PyTorch); every batch is prepared on the CPU (uint8 -> float32, augmentation) and then copied
+            over, with its labels.
 
     A model with a :class:`~cnnlab.layers.BatchNorm` layer never trains on a last batch of one image
     (its statistics would be undefined): that image joins the batch before it (see :func:`batch_bounds`).
@@ -182,11 +183,12 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     if not isinstance(optimizer, Optimizer):
         optimizer = get_optimizer(optimizer, **({"lr": lr} if lr is not None else {}))
     rng = rng if rng is not None else make_rng(seed)
-    to_device(model, device, optimizer)  # a ConfigError naming what is missing, before any work
     images, labels = _arrays(train_data, "training data")
     if len(images) == 0:
         raise ConfigError("training data is empty")
     val = _arrays(val_data, "validation data") if val_data is not None else None
+    device = device or model_device(model)
+    to_device(model, device, optimizer)  # a ConfigError naming what is missing, before any training
     transform = make_batch_transform(preprocessing, model.input_shape, augment, rng)
     plain = make_batch_transform(preprocessing, model.input_shape)
     from_logits = model._fused_stop(loss) is not None

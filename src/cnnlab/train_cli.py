@@ -89,8 +89,10 @@ def train(ctx, config_file, resume, train_cost, train_accuracy, val_cost, val_ac
         allowed = set(RESUME_OPTIONS)
         ignored = sorted(k for k, v in options.items() if v is not None and k not in allowed)
         if config_file or ignored or monitors:
-            raise ConfigError("--resume continues a run with its own options; only "
-                              + ", ".join(f"--{k}" for k in RESUME_OPTIONS) + " may be given, received {', '.join(ignored + sorted(monitors)) or '--config'}")
+            given = ", ".join(ignored + sorted(monitors)) or "--config"
+            allowed_flags = ", ".join(f"--{k}" for k in RESUME_OPTIONS)
+            raise ConfigError(f"--resume continues a run with its own options; only {allowed_flags} may be "
+                              f"given, received {given}")
     config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
     if monitors:
         options["monitors"] = {**config.monitors, **monitors}

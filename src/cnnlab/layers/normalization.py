@@ -58,6 +58,7 @@ class BatchNorm(Layer):
         self.shard_sum = None
         self.shard_index = 0
         self.updates_running = True
+        self.whole_batch = 0  # samples in the whole batch, when this replica sees only a shard of it
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) not in (1, 3):
@@ -103,13 +104,12 @@ class BatchNorm(Layer):
             return (x - mean) * (gamma * inv_std) + beta
 
         xp = array_module(x)
-        # Σ x per channel and the count m of values per channel, over the whole batch (in one reduction)
-        sums = self._batch_sum(xp.append(x.sum(axis=axes), x.size // x.shape[1]))
-        m = int(sums[-1])
+        samples = self.whole_batch if self.shard_sum is not None else x.shape[0]
+        m = samples * (x.size // max(x.shape[0] * x.shape[1], 1))  # values per channel, whole batch
         if m < 2:
             raise ShapeError(f"{self.describe()}: training needs more than one value per channel, "
                              f"received input of shape {tuple(x.shape)}")
-        mean = (sums[:-1] / m).astype(x.dtype).reshape(bshape)
+        mean = (self._batch_sum(x.sum(axis=axes)) / m).astype(x.dtype).reshape(bshape)
         centered = x - mean
         # biased variance (÷ m): it normalizes this batch; two passes (mean first) avoid cancellation
         var = (self._batch_sum(self._channel_dot(centered, centered)) / m).astype(x.dtype).reshape(bshape)
