@@ -218,12 +218,15 @@ def add_seeds(previous: dict | None, entry: dict, row: Row, args) -> dict:
     """``entry``'s runs added to ``previous``'s (``--add-seeds``): one entry over all the seeds.
 
     Refused (``ValueError``) when there is nothing to add to, when the settings, ``--scale`` or
-    ``--train-subset`` differ, or when a seed was measured already. Entries written before settings were
-    recorded are taken to have the row's current settings.
+    ``--train-subset`` differ, or when a seed was measured already. Entries stored before the settings
+    were recorded with them cannot be checked, so they are refused too.
     """
     if previous is None:
         raise ValueError(f"{row.name}: --add-seeds needs earlier runs of this row, and there are none")
-    if previous.get("settings", entry["settings"]) != entry["settings"]:
+    if "settings" not in previous:
+        raise ValueError(f"{row.name}: its stored runs predate recorded settings, so they cannot be checked "
+                         "against the row's; run it anew (--runs K)")
+    if previous["settings"] != entry["settings"]:
         raise ValueError(f"{row.name}: the row's settings changed since its earlier runs; run it anew")
     if (previous.get("scale"), previous.get("train_subset")) != (entry["scale"], entry["train_subset"]):
         raise ValueError(f"{row.name}: --scale/--train-subset differ from the earlier runs'")
@@ -236,18 +239,19 @@ def add_seeds(previous: dict | None, entry: dict, row: Row, args) -> dict:
 
 
 def reproduce_command(name: str, args, seeds: list[int]) -> str:
-    """The command that measures ``seeds`` of row ``name`` (``--runs N --seed S`` when they are
-    consecutive, otherwise one ``--add-seeds`` command per further seed after the first)."""
+    """The command that measures ``seeds`` of row ``name``: ``--runs N --seed S`` when they are
+    consecutive; otherwise that for the first run of consecutive seeds, and the rest named after it."""
     words = ["python benchmarks/reproduce.py --only", name]
-    first, count = min(seeds), len(seeds)
-    if sorted(seeds) == list(range(first, first + count)):
-        if count != 1:
-            words.append(f"--runs {count}")
-        if first:
-            words.append(f"--seed {first}")
-    else:
+    seeds = sorted(seeds)
+    first, count = seeds[0], 1
+    while count < len(seeds) and seeds[count] == first + count:
+        count += 1
+    if count != 1:
+        words.append(f"--runs {count}")
+    if first:
         words.append(f"--seed {first}")
-        words.append("(then --add-seeds --seed " + ", ".join(str(s) for s in sorted(seeds)[1:]) + ")")
+    if count < len(seeds):
+        words.append("(then --add-seeds with seeds " + ", ".join(str(s) for s in seeds[count:]) + ")")
     if args.scale != 1:
         words.append(f"--scale {args.scale:g}")
     if args.train_subset:
@@ -420,7 +424,13 @@ def main(argv=None, echo=print) -> int:
         # Read the file again: another reproduction may have stored rows while this one trained.
         results = load_results(path)
         if args.add_seeds:
-            entry = add_seeds(results["rows"].get(row.name), entry, row, args)
+            try:
+                entry = add_seeds(results["rows"].get(row.name), entry, row, args)
+            except ValueError as exc:  # the stored row changed while this one trained: keep both apart
+                aside = path.with_name(f"{path.stem}.{row.name}.not-added.json")
+                atomic.write_text(aside, json.dumps(entry, indent=1) + "\n")
+                print(f"error: {exc}; these runs are kept in {aside}", file=sys.stderr)
+                return 2
         results["rows"][row.name] = entry
         save_results(results, path)  # after every row: an interrupted reproduction keeps what it measured
         ours, verdict, _ = judge(row, results["rows"][row.name])

@@ -160,6 +160,15 @@ def test_add_seeds_pools_new_seeds_with_the_earlier_runs(repro, fake_mnist, tmp_
     assert repro.main([*common[:-4], "--scale", "0.02", *common[-4:], "--add-seeds", "--seed", "5"], echo=quiet) == 2
     assert "--scale/--train-subset differ" in capsys.readouterr().err
     assert [r["seed"] for r in json.loads(results.read_text())["rows"]["lenet5"]["runs"]] == [0, 1, 2]
+    # entries stored before settings were recorded cannot be checked: refused
+    stored = json.loads(results.read_text())
+    del stored["rows"]["lenet5"]["settings"]
+    results.write_text(json.dumps(stored))
+    assert repro.main([*common, "--add-seeds", "--seed", "7"], echo=quiet) == 2
+    assert "predate recorded settings" in capsys.readouterr().err
+    args = repro.parse_args(["--only", "lenet5"])
+    assert repro.reproduce_command("lenet5", args, [2, 0, 1, 7]) == (
+        "python benchmarks/reproduce.py --only lenet5 --runs 3 (then --add-seeds with seeds 7)")
 
 
 def test_unknown_rows_and_bad_options_are_refused(repro, capsys):

@@ -404,10 +404,13 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
         saved = TrainConfig.from_dict(run.read_config()["config"], str(run.config))
         changes = {} if config is None else {k: getattr(config, k) for k in RESUME_OPTIONS}
         config = saved.replace(**changes)
+    try:
+        get_xp(config.device)  # CuPy and a GPU present, for --device gpu (before loading any data)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}" + (" (or resume it on the CPU: --device cpu)" if resume else "")) from None
     train, val, class_names = load_data(config, echo)
     # Everything that can still refuse an option is built before the run folder exists, so a bad
     # option leaves nothing behind.
-    get_xp(config.device)  # CuPy and a GPU present, for --device gpu
     model = build_model(config, train.sample_shape, len(class_names))
     loss = get_loss(config.loss)
     optimizer, weight_decay = build_optimizer(config, len(train))

@@ -73,7 +73,7 @@ def elastic_displacement(rng: np.random.Generator, n: int, height: int, width: i
 def _in_blocks(fn, n: int, threads: int | None) -> None:
     """``fn((start, stop))`` for consecutive blocks covering ``range(n)``, one thread per block: as many
     blocks as ``threads`` (default :func:`cnnlab.parallel.default_threads`) but at least
-    ``MIN_WARP_BLOCK`` images each. For SciPy routines that release the GIL and take an ``output=``."""
+    ``MIN_WARP_BLOCK`` entries each. For SciPy routines that release the GIL and take an ``output=``."""
     from ..parallel import default_threads, map_in_threads
 
     threads = default_threads() if threads is None else threads
@@ -113,7 +113,8 @@ def warp(images: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: str = "co
     return out.reshape(n, c, h, w)
 
 
-#: Fewest images per thread in :func:`warp` and :func:`elastic_displacement` (below that a thread hand-off costs more than it saves).
+#: Fewest images per thread (image channels, in :func:`warp`) for :func:`warp` and
+#: :func:`elastic_displacement`: below that a thread hand-off costs more than it saves.
 MIN_WARP_BLOCK = 16
 
 
