@@ -30,6 +30,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .device import DEVICES
 from .errors import ConfigError
 
 MONITORS = ("train_cost", "train_accuracy", "val_cost", "val_accuracy")
@@ -130,8 +131,8 @@ class TrainConfig:
         positive_int("early_stop", self.early_stop, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, received {self.seed!r}")
-        if self.device not in ("cpu", "gpu"):
-            raise ConfigError(f"device must be 'cpu' or 'gpu', received {self.device!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, received {self.device!r}")
         number("val_split", self.val_split, allow_none=False)
         if isinstance(self.val_split, float) and self.val_split >= 1 and not self.val_split.is_integer():
             raise ConfigError(f"val_split must be a fraction < 1 or a whole count, received {self.val_split!r}")

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import click
 
+from .device import DEVICES
+
 ARCH_HELP = "Architecture preset: mlp, mlp:784-30-10, lenet5, vgg-mini, keras-mnist, cnn-bn."
-DEVICE_CHOICE = click.Choice(["cpu", "gpu"])
+DEVICE_CHOICE = click.Choice(DEVICES)
 
 
 def _build_for_bench(arch: str, input_shape, num_classes: int = 10):

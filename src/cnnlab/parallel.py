@@ -221,6 +221,7 @@ class ShardSum:
     def __init__(self, shards: int):
         self.parts = [None] * shards
         self.total = None
+        self.samples = 0  # samples in the whole batch of the current step (set by ShardedStep)
         self._barrier = threading.Barrier(shards, action=self._add_up, timeout=SHARD_SUM_TIMEOUT)
 
     def _add_up(self) -> None:
@@ -268,8 +269,7 @@ class ShardedStep:
                 shard_sum = ShardSum(threads)
                 self.shard_sums.append(shard_sum)
                 for shard, replica in enumerate(self.replicas):
-                    twin = replica[index]
-                    twin.shard_sum, twin.shard_index, twin.updates_running = shard_sum, shard, shard == 0
+                    replica[index].shard_sum, replica[index].shard_index = shard_sum, shard
         self._error = None  # the first error of a shard in this step (the others then see a broken ShardSum)
 
     def usable(self, x) -> bool:
@@ -344,10 +344,7 @@ class ShardedStep:
                 for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
         for shard_sum in self.shard_sums:
             shard_sum.reset()
-        for replica in self.replicas:
-            for twin in replica:
-                if twin.kind == "BatchNorm":
-                    twin.whole_batch = n  # its value count m is then known without a sum across shards
+            shard_sum.samples = n  # BatchNorm's value count m, known without a sum across shards
         self._error = None
         try:
             with _COUPLED_STEP_LOCK if self.shard_sums else contextlib.nullcontext():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from .device import DEVICES
 from .errors import ConfigError
 
 
@@ -55,7 +56,7 @@ def _split_value(text: str | None):
 @click.option("--val-split", help="Held out for validation: a fraction (0.1) or a count (10000); 0 for none.  [0.1]")
 @click.option("--train-subset", type=int, help="Train on the first N training images only.")
 @click.option("--seed", type=int, help="Seed of the weights, the split, the shuffling.  [0]")
-@click.option("--device", type=click.Choice(["cpu", "gpu"]),
+@click.option("--device", type=click.Choice(DEVICES),
               help="Train on the CPU (NumPy) or on a CUDA GPU (CuPy: pip install 'cnnlab[gpu]').  [cpu]")
 @click.option("--out", help="Folder that receives the run folder.  [runs]")
 @click.option("--name", help="Name of the run folder (default: <arch>-<dataset>-<date>-<time>).")

@@ -52,13 +52,11 @@ class BatchNorm(Layer):
         self.momentum = float(momentum)
         self.eps = float(eps)
         self._cache = None  # (x̂, 1/√(σ²+ε), m) from the last training forward pass
-        # Set on the replicas of a sharded training step (cnnlab.parallel): the function that adds up
-        # the shards' partial sums, this replica's shard number, and whether it updates the running
-        # averages (shared by all replicas, so exactly one of them does).
+        # Set on the replicas of a sharded training step (cnnlab.parallel): the ShardSum that adds up the
+        # shards' partial sums (it also knows the whole batch's size), and this replica's shard number.
+        # The running averages are shared by all replicas, so only shard 0 updates them.
         self.shard_sum = None
         self.shard_index = 0
-        self.updates_running = True
-        self.whole_batch = 0  # samples in the whole batch, when this replica sees only a shard of it
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) not in (1, 3):
@@ -104,7 +102,7 @@ class BatchNorm(Layer):
             return (x - mean) * (gamma * inv_std) + beta
 
         xp = array_module(x)
-        samples = self.whole_batch if self.shard_sum is not None else x.shape[0]
+        samples = self.shard_sum.samples if self.shard_sum is not None else x.shape[0]
         m = samples * (x.size // max(x.shape[0] * x.shape[1], 1))  # values per channel, whole batch
         if m < 2:
             raise ShapeError(f"{self.describe()}: training needs more than one value per channel, "
@@ -116,7 +114,7 @@ class BatchNorm(Layer):
         inv_std = 1 / xp.sqrt(var + self.eps)
         x_hat = centered
         x_hat *= inv_std  # in place: centered is not needed any more
-        if self.updates_running:
+        if self.shard_index == 0:
             self._update_running(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
         self._cache = (x_hat, inv_std, m)
         y = x_hat * gamma
