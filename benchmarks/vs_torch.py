@@ -1,12 +1,17 @@
 """Training speed, cnnlab against PyTorch, side by side in one run.
 
 For each architecture both libraries train the same network (same initial weights, same batches, same
-optimizer, same thread count) over the same slice of MNIST; we time whole epochs, alternating the two
+optimizer, same thread count) over the same slice of MNIST. Both first train a few untimed warm-up
+batches (PyTorch's first batches are several times slower than its steady state, and a benchmark that
+times them says "2.1x faster" when the truth is 0.6x); then we time whole epochs, alternating the two
 libraries so machine noise hits both alike, and report the median images/s and the ratio
-cnnlab/PyTorch (> 1 means cnnlab is faster). Single-image inference latency is reported too.
+cnnlab/PyTorch (> 1 means cnnlab is faster). Also reported, per architecture: single-image latency,
+batch inference images/s over the 10,000 test images, and the peak memory that one training epoch adds,
+each library measured alone in a fresh subprocess (a process's peak RSS only grows). Every result
+carries the CPU model and the BLAS library, kernel and thread count: the ratio depends on the CPU.
 
-    python benchmarks/vs_torch.py                 # lenet5 and vgg-mini, 10,000 images, 3 epochs each
-    python benchmarks/vs_torch.py --quick         # 2,000 images, 2 epochs: about a minute
+    python benchmarks/vs_torch.py                 # lenet5 vgg-mini keras-mnist cnn-bn, 10,000 images, 3 epochs
+    python benchmarks/vs_torch.py --quick         # 3,000 images, 3 epochs, no memory subprocesses
     python benchmarks/vs_torch.py --json          # machine-readable
     python benchmarks/vs_torch.py --profile lenet5   # where cnnlab's time goes, per layer
 
@@ -21,6 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import resource
+import subprocess
 import statistics
 import sys
 import time
@@ -38,6 +46,16 @@ def load_images(n: int):
     except Exception:
         rng = np.random.default_rng(0)
         return rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n), "random"
+
+
+def load_test_images():
+    """The 10,000 MNIST test images as float32 (N, 1, 28, 28); random data of that size if absent."""
+    try:
+        from cnnlab.data import load_dataset
+
+        return load_dataset("mnist", split="test").images.astype(np.float32) / 255.0
+    except Exception:
+        return np.random.default_rng(1).random((10_000, 1, 28, 28), dtype=np.float32)
 
 
 def make_optimizers(name, lr, torch_params):
@@ -65,6 +83,96 @@ def torch_epoch(net, opt, x, y, batch):
         opt.step()
 
 
+#: Untimed training batches before the timed epochs, for each library.
+WARMUP_BATCHES = 10
+
+
+def inference_rates(model, net, test_x, batch=256, repeats=3):
+    """Batch inference images/s over ``test_x`` for cnnlab and torch (median of ``repeats`` passes)."""
+    import torch
+
+    tx = torch.from_numpy(test_x)
+    net.eval()
+    ours, theirs = [], []
+    model.predict_proba(test_x[:batch])
+    with torch.inference_mode():
+        net(tx[:batch])
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model.predict_proba(test_x, batch_size=batch)
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for i in range(0, len(tx), batch):
+                net(tx[i:i + batch])
+            theirs.append(time.perf_counter() - t)
+    net.train()
+    return len(test_x) / statistics.median(ours), len(test_x) / statistics.median(theirs)
+
+
+def machine_info(threads: int) -> dict:
+    """CPU model, core count and the BLAS NumPy runs on (library, version, kernel, threads)."""
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    blas = {}
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            if info.get("user_api") == "blas":
+                blas = {"blas": info.get("internal_api"), "blas_version": info.get("version"),
+                        "blas_kernel": info.get("architecture"), "blas_threads_default": info.get("num_threads")}
+                break
+    except ImportError:
+        pass
+    import torch
+
+    return {"cpu": cpu, "cpus": os.cpu_count(), "threads": threads, **blas, "numpy": np.__version__,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def peak_memory_mb(library: str, arch: str, images: int, batch: int, threads: int) -> float:
+    """Peak RSS (MB) that one training epoch adds, ``library`` alone in a fresh Python process."""
+    out = subprocess.run([sys.executable, __file__, "--memory-child", library, arch, str(images), str(batch),
+                          str(threads)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def memory_child(library: str, arch: str, images: int, batch: int, threads: int) -> None:
+    """Body of the memory subprocess: build, load, note the peak RSS, train one epoch, print the growth."""
+    x, y, _ = load_images(images)
+    from cnnlab.architectures import build
+    from cnnlab.losses import get_loss
+
+    model = build(arch, seed=0)
+    model.threads = threads
+    if library == "torch":
+        import torch
+
+        from cnnlab.torch_bridge import to_torch
+
+        torch.set_num_threads(threads)
+        net = to_torch(model)
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        torch_epoch(net, opt, tx, ty, batch)
+    else:
+        from cnnlab.optim import Adam
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        cnnlab_epoch(model, Adam(lr=1e-3), get_loss("crossentropy"), x, y, batch)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(round((after - before) / 1024, 1))  # ru_maxrss is in KiB on Linux
+
+
 def latency(fn, repeats=300):
     for _ in range(20):
         fn()
@@ -76,7 +184,7 @@ def latency(fn, repeats=300):
     return statistics.median(times) * 1e3
 
 
-def bench_arch(arch, x, y, batch, optimizer, lr, epochs, threads):
+def bench_arch(arch, x, y, test_x, batch, optimizer, lr, epochs, threads):
     import torch
 
     from cnnlab.architectures import build
@@ -91,6 +199,9 @@ def bench_arch(arch, x, y, batch, optimizer, lr, epochs, threads):
     loss = get_loss("crossentropy")
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
+    warm = min(len(x), WARMUP_BATCHES * batch)  # untimed: first-call costs of both libraries
+    cnnlab_epoch(model, ours_opt, loss, x[:warm], y[:warm], batch)
+    torch_epoch(net, theirs_opt, tx[:warm], ty[:warm], batch)
     ours, theirs = [], []
     for _ in range(epochs):  # alternate, so that noise on the machine affects both alike
         t = time.perf_counter()
@@ -105,6 +216,7 @@ def bench_arch(arch, x, y, batch, optimizer, lr, epochs, threads):
     with torch.inference_mode():
         torch_ms = latency(lambda: net(tone))
     ours_ms = latency(lambda: model.predict_proba(one))
+    ours_infer, theirs_infer = inference_rates(model, net, test_x)
     n = len(x)
     ours_ips, theirs_ips = n / statistics.median(ours), n / statistics.median(theirs)
     return {
@@ -120,6 +232,9 @@ def bench_arch(arch, x, y, batch, optimizer, lr, epochs, threads):
         "torch_epoch_s_60k": round(60_000 / theirs_ips, 2),
         "cnnlab_latency_ms": round(ours_ms, 3),
         "torch_latency_ms": round(torch_ms, 3),
+        "cnnlab_inference_images_per_s": round(ours_infer, 1),
+        "torch_inference_images_per_s": round(theirs_infer, 1),
+        "inference_images": len(test_x),
     }
 
 
@@ -167,23 +282,29 @@ def profile(arch, x, y, batch, steps=20):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", nargs="+", default=["lenet5", "vgg-mini"])
+    parser.add_argument("--arch", nargs="+", default=["lenet5", "vgg-mini", "keras-mnist", "cnn-bn"])
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--optimizer", choices=["adam", "momentum"], default="adam")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per library (median reported)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--quick", action="store_true", help="2,000 images, 2 epochs")
+    parser.add_argument("--quick", action="store_true", help="3,000 images, 3 epochs, no memory subprocesses")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--memory-child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", metavar="ARCH", help="print cnnlab's per-layer time for ARCH and exit")
     args = parser.parse_args(argv)
+    if args.memory_child:
+        library, arch, images, batch, threads = args.memory_child
+        memory_child(library, arch, int(images), int(batch), int(threads))
+        return 0
 
     import torch
 
     torch.set_num_threads(args.threads)  # NumPy's BLAS uses every core by default: match it
     if args.quick:
-        args.images, args.epochs = 2_000, 2
+        args.images, args.epochs, args.no_memory = 3_000, 3, True
     x, y, source = load_images(args.images)
     if args.profile:
         profile(args.profile, x, y, args.batch)
@@ -194,24 +315,37 @@ def main(argv=None) -> int:
     except ImportError:
         threadpool_limits = None
     limits = threadpool_limits(args.threads, user_api="blas") if threadpool_limits else None
-    results = [bench_arch(a, x, y, args.batch, args.optimizer, args.lr, args.epochs, args.threads)
+    test_x = load_test_images()
+    results = [bench_arch(a, x, y, test_x, args.batch, args.optimizer, args.lr, args.epochs, args.threads)
                for a in args.arch]
     if limits is not None:
         limits.restore_original_limits()
     load = {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]}
+    machine = machine_info(args.threads)
     for r in results:  # other jobs on the machine skew both libraries: say how busy it was
         r["load_average_1_5_15min"] = load
+        r["machine"] = machine
+        if not args.no_memory:
+            for library in ("cnnlab", "torch"):
+                r[f"{library}_peak_train_mb"] = peak_memory_mb(library, r["arch"], args.images, args.batch,
+                                                               args.threads)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"{source} slice of {args.images} images, batch {args.batch}, {args.optimizer}, "
-          f"{args.threads} threads, torch {torch.__version__}, numpy {np.__version__}; median of {args.epochs} epochs")
-    print(f"{'arch':<12}{'cnnlab img/s':>14}{'torch img/s':>13}{'ratio':>8}{'epoch 60k (s)':>16}"
-          f"{'latency 1 img (ms)':>22}")
+    print(f"CPU {machine['cpu']} ({machine['cpus']} CPUs); BLAS {machine.get('blas')} {machine.get('blas_version')} "
+          f"kernel {machine.get('blas_kernel')}; {args.threads} threads; torch {torch.__version__}, "
+          f"numpy {np.__version__}")
+    print(f"{source} slice of {args.images} images, batch {args.batch}, {args.optimizer}; "
+          f"{WARMUP_BATCHES} warm-up batches, then median of {args.epochs} epochs. Pairs read cnnlab / torch.")
+    print(f"{'arch':<12}{'train img/s':>18}{'ratio':>7}{'epoch 60k (s)':>16}{'latency (ms)':>16}"
+          f"{'infer img/s':>18}{'peak train MB':>16}")
     for r in results:
-        print(f"{r['arch']:<12}{r['cnnlab_images_per_s']:>14,.0f}{r['torch_images_per_s']:>13,.0f}{r['ratio']:>8.2f}"
+        memory = (f"{r['cnnlab_peak_train_mb']:>8.0f} /{r['torch_peak_train_mb']:>5.0f}"
+                  if "cnnlab_peak_train_mb" in r else f"{'-':>16}")
+        print(f"{r['arch']:<12}{r['cnnlab_images_per_s']:>9,.0f} /{r['torch_images_per_s']:>7,.0f}{r['ratio']:>7.2f}"
               f"{r['cnnlab_epoch_s_60k']:>8.1f} /{r['torch_epoch_s_60k']:>6.1f}"
-              f"{r['cnnlab_latency_ms']:>12.2f} /{r['torch_latency_ms']:>6.2f}")
+              f"{r['cnnlab_latency_ms']:>9.2f} /{r['torch_latency_ms']:>5.2f}"
+              f"{r['cnnlab_inference_images_per_s']:>9,.0f} /{r['torch_inference_images_per_s']:>7,.0f}{memory}")
     print(f"load average (1, 5, 15 min) before {load['before']}, after {load['after']} on {os.cpu_count()} CPUs")
     return 0
 
