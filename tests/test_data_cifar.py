@@ -161,6 +161,8 @@ def test_hand_placed_corrupt_archive_is_reported_and_replaced(data_env, http_mir
         ds = load_dataset("cifar10", "train", tmp_path / "data", mirror=http_mirror.url, progress=False)
     assert ds.verified and len(ds) == 20
     assert http_mirror.hits == [f"/cifar10/{SPEC.archive}"]
+    aside = list(target.glob(f"{SPEC.archive}.corrupt-*"))  # the user's damaged archive, renamed, not deleted
+    assert len(aside) == 1 and aside[0].read_bytes() == archive[: len(archive) // 2]
 
 
 def test_hand_placed_good_archive_is_extracted_without_network(data_env, closed_port_url, tmp_path, monkeypatch):
@@ -172,3 +174,4 @@ def test_hand_placed_good_archive_is_extracted_without_network(data_env, closed_
     ds = load_dataset("cifar10", "test", tmp_path / "data", mirror=closed_port_url, progress=False)
     assert ds.verified
     np.testing.assert_array_equal(ds.images, test_x)
+    assert (tmp_path / "data" / "cifar10" / SPEC.archive).read_bytes() == archive  # a hand-placed file stays

@@ -113,6 +113,23 @@ def test_corrupt_cached_file_is_reported_and_replaced(fake_mnist, http_mirror):
     np.testing.assert_array_equal(ds.images[:, 0], fake_mnist.arrays["test"][0])
     assert gzip.decompress(cached.read_bytes()) == fake_mnist.payloads["t10k-images-idx3-ubyte"]
     assert http_mirror.hits == ["/m/mnist/t10k-images-idx3-ubyte.gz"]  # only the bad file fetched again
+    aside = list(fake_mnist.folder.glob("t10k-images-idx3-ubyte.gz.corrupt-*"))
+    assert len(aside) == 1 and gzip.decompress(aside[0].read_bytes()) == bytes(damaged)  # the user's, kept
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "random bytes", "empty"])
+def test_corrupt_cached_file_is_never_deleted_when_no_copy_arrives(fake_mnist, http_mirror, damage):
+    """Offline (or every mirror bad): the user's file stays exactly where and as it was, and the error says so."""
+    bad_base = publish(http_mirror, fake_mnist, prefix="bad", corrupt=set(FILES))
+    cached = fake_mnist.folder / "train-labels-idx1-ubyte.gz"
+    payload = bytearray(fake_mnist.payloads["train-labels-idx1-ubyte"])
+    content = {"flipped byte": gzip.compress(bytes(payload[:-1]) + bytes([(payload[-1] + 1) % 10])),
+               "random bytes": np.random.default_rng(0).bytes(500), "empty": b""}[damage]
+    cached.write_bytes(content)
+    with pytest.warns(CorruptFileWarning), pytest.raises(DataError, match="could not be downloaded"):
+        load_dataset("mnist", "train", fake_mnist.data_dir, mirror=bad_base, progress=False)
+    assert cached.read_bytes() == content
+    assert not list(fake_mnist.folder.glob("*.corrupt-*"))
 
 
 def test_unreadable_cached_gzip_is_replaced_by_download_dataset(fake_mnist, http_mirror):

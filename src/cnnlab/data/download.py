@@ -66,12 +66,15 @@ def fetch(
     *,
     progress: bool = True,
     timeout: float = 30.0,
+    replaces: Path | None = None,
 ) -> Path:
     """Download the first good copy among ``urls`` to ``dest``.
 
     ``check(tmp_path)`` must raise :class:`DataError` when a downloaded file is not the expected one
-    (checksum mismatch); that copy is then deleted and the next URL tried. Returns ``dest``. Raises
-    :class:`DataError` listing every attempt when none succeeded.
+    (checksum mismatch); that copy is then deleted and the next URL tried. ``replaces``: a file that
+    failed verification; it is set aside (renamed ``NAME.corrupt-<time>``, never deleted) only once the
+    verified copy is ready to take its place. Returns ``dest``. Raises :class:`DataError` listing every
+    attempt when none succeeded (``replaces`` is then left untouched).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
@@ -82,6 +85,10 @@ def fetch(
             with os.fdopen(fd, "wb") as out:
                 _stream(url, out, timeout, progress, dest.name)
             check(tmp)
+            if replaces is not None and replaces.exists():
+                from .verify import set_aside
+
+                set_aside(replaces)
             os.replace(tmp, dest)
             return dest
         except DataError as exc:

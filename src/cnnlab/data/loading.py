@@ -129,9 +129,7 @@ def load_dataset(
     except verify.ChecksumError as exc:
         if not (download and _is_writable_cache(spec, exc.path, data_dir)):
             raise
-        verify.warn_corrupt(exc.path, f"SHA-256 {exc.actual[:16]}..., expected {exc.expected[:16]}...")
-        exc.path.unlink()
-        download_dataset(spec.name, data_dir, mirror=mirror, progress=progress)
+        download_dataset(spec.name, data_dir, mirror=mirror, progress=progress)  # reports it, sets it aside
         return reader(spec, split, locate(spec, split, data_dir), verify_checksums)
 
 
@@ -156,7 +154,8 @@ def _check_md5(fname: str, expected: str):
 
 
 def _existing_is_good(spec: DatasetSpec, path: Path) -> bool:
-    """Whether a file already in the data folder is the right one; a wrong one is reported and deleted."""
+    """Whether a file already in the data folder is the right one; a wrong one is reported (and kept:
+    :func:`fetch` sets it aside once a verified copy has arrived)."""
     expected = spec.sha256[path.name.removesuffix(".gz")]
     try:
         verify.verify_payload(path, read_payload(path), expected)
@@ -165,7 +164,6 @@ def _existing_is_good(spec: DatasetSpec, path: Path) -> bool:
         verify.warn_corrupt(path, f"SHA-256 {exc.actual[:16]}..., expected {expected[:16]}...")
     except DataError as exc:  # e.g. a damaged gzip stream
         verify.warn_corrupt(path, str(exc).removeprefix(f"{path}: "))
-    path.unlink()
     return False
 
 
@@ -194,7 +192,8 @@ def download_dataset(
                 if existing is not None and _existing_is_good(spec, existing):
                     continue
                 fetch([f"{u}/{fname}.gz" for u in urls], target / f"{fname}.gz",
-                      _check_idx(fname, spec.sha256[fname]), progress=progress, timeout=timeout)
+                      _check_idx(fname, spec.sha256[fname]), progress=progress, timeout=timeout,
+                      replaces=existing)
     except DataError as exc:
         raise DataError(missing_files_message(spec, target, str(exc))) from exc
     except OSError as exc:  # e.g. a read-only data folder
@@ -211,16 +210,20 @@ def _download_archive(spec: DatasetSpec, target: Path, urls, progress: bool, tim
         return
     archive = target / spec.archive
     check = _check_md5(spec.archive, spec.archive_md5)
-    if archive.is_file():
+    hand_placed = archive.is_file()
+    good = False
+    if hand_placed:
         try:
             check(archive)
+            good = True
         except DataError as exc:
             verify.warn_corrupt(archive, str(exc).removeprefix(f"{spec.archive}: "))
-            archive.unlink()
-    if not archive.is_file():
-        fetch([f"{u}/{spec.archive}" for u in urls], archive, check, progress=progress, timeout=timeout)
+    if not good:
+        fetch([f"{u}/{spec.archive}" for u in urls], archive, check, progress=progress, timeout=timeout,
+              replaces=archive if hand_placed else None)
     out = cifar.extract_batches(archive, target, spec.files())
     sums = [f"{verify.sha256_hex((out / f).read_bytes())}  {f}" for f in spec.files()]
     write_text(out / SUMS_NAME, "\n".join(sums) + "\n")
-    with contextlib.suppress(OSError):
-        archive.unlink()  # the .bin files and their digests are what we keep
+    if not (hand_placed and good):  # our own download: the .bin files and their digests are what we keep
+        with contextlib.suppress(OSError):
+            archive.unlink()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -113,8 +114,30 @@ def read_sums(path: Path) -> dict[str, str]:
 
 
 def warn_corrupt(path: Path, reason: str) -> None:
-    """Report a cached file that is about to be deleted and downloaded again."""
-    warnings.warn(f"{path}: corrupt ({reason}); replacing it with a fresh download", CorruptFileWarning, stacklevel=3)
+    """Report a file that failed verification and is about to be replaced by a fresh download.
+
+    The file itself is never deleted: once a verified copy has arrived it is renamed by
+    :func:`set_aside` (and stays where it is when no copy arrives).
+    """
+    warnings.warn(f"{path}: corrupt ({reason}); fetching a verified copy (yours is kept as "
+                  f"{path.name}.corrupt-<time> once it has arrived)", CorruptFileWarning, stacklevel=3)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a file that failed verification to ``NAME.corrupt-<YYYYmmdd-HHMMSS>`` beside it; return the new path.
+
+    Called only once a verified replacement is ready to take its place, so the user never ends up with
+    nothing (and can still inspect what was wrong with theirs).
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    counter = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
+        counter += 1
+    forget(path)
+    os.replace(path, aside)
+    return aside
 
 
 def verify_payload(path: Path, payload: bytes, expected: str) -> None:
