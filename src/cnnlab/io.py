@@ -29,6 +29,14 @@ from .model import Sequential
 FORMAT_VERSION = 1
 BUNDLED_MODEL = "lenet5-mnist.safetensors"
 
+#: Limits a model file must stay within before anything is built from it: a file cannot make cnnlab
+#: allocate what it asks for. Far above every preset (vgg-mini: 14 layers, 218,490 parameters, 10,816
+#: values per sample at its widest).
+MAX_LAYERS = 1_000
+MAX_VALUES_PER_SAMPLE = 1 << 24   # the widest activation of one sample (16.7 M values, 64 MB in float32)
+MAX_PARAMETERS = 1 << 28          # 268 M parameters, 1 GiB in float32
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
 #: How MNIST pixels are turned into network inputs; stored with every model trained on it.
 MNIST_PREPROCESSING = {"scale": 1 / 255, "mean": 0.0, "std": 1.0, "polarity": "light-on-dark",
                        "size": [28, 28], "channels": 1}
@@ -70,24 +78,88 @@ def read_model_info(path: str | os.PathLike) -> dict:
         info = json.loads(metadata["cnnlab"])
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path}: cnnlab metadata is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: cnnlab metadata is nested too deeply to be a model description") from None
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: cnnlab metadata is {type(info).__name__}; expected a JSON object")
     if info.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{path}: model format version {info.get('format_version')!r}, "
                              f"this cnnlab reads version {FORMAT_VERSION}")
     return info
 
 
+def _stored_tensors(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``name -> (dtype, shape)`` of every tensor in a safetensors file, from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as fh:
+        return {name: (fh.get_slice(name).get_dtype(), tuple(fh.get_slice(name).get_shape())) for name in fh.keys()}
+
+
+def check_architecture(architecture, tensors: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """Refuse an architecture that does not match the stored tensors, or is beyond the limits, *before* any
+    array is allocated: the layers' shapes are walked (``compute_output_shape``, ``state_shapes``) with
+    nothing built. Raises :class:`ModelFileError` naming the layer or tensor."""
+    from .layers import LAYER_TYPES
+
+    if not isinstance(architecture, dict) or not isinstance(architecture.get("layers"), list):
+        raise ModelFileError("architecture description is invalid (expected an object with a 'layers' list)")
+    specs = architecture["layers"]
+    if not 1 <= len(specs) <= MAX_LAYERS:
+        raise ModelFileError(f"architecture has {len(specs):,} layers; expected 1 to {MAX_LAYERS:,}")
+    shape = tuple(architecture.get("input_shape") or ())
+    if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+        raise ModelFileError(f"architecture input_shape {list(shape)!r} is not a list of positive integers")
+    expected: dict[str, tuple[int, ...]] = {}
+    for index, spec in enumerate(specs):
+        if not isinstance(spec, dict) or spec.get("type") not in LAYER_TYPES or not isinstance(spec.get("config", {}), dict):
+            raise ModelFileError(f"layer {index}: unknown or malformed layer {str(spec)[:80]!r}; "
+                                 f"expected one of {sorted(LAYER_TYPES)}")
+        if int(np.prod(shape, dtype=np.float64)) > MAX_VALUES_PER_SAMPLE:
+            raise ModelFileError(f"layer {index}: input of {shape} per sample is more than "
+                                 f"{MAX_VALUES_PER_SAMPLE:,} values")
+        try:
+            layer = LAYER_TYPES[spec["type"]](**spec.get("config", {}))
+        except TypeError:
+            raise ModelFileError(f"layer {index} ({spec['type']}): options {sorted(spec.get('config', {}))} are "
+                                 "not the ones this layer takes") from None
+        for key, tensor_shape in layer.state_shapes(shape).items():
+            expected[f"layers.{index}.{key}"] = tensor_shape
+        shape = tuple(layer.compute_output_shape(shape))
+    total = sum(float(np.prod(s, dtype=np.float64)) for s in expected.values())
+    if total > MAX_PARAMETERS:
+        raise ModelFileError(f"architecture declares {total:,.0f} parameters; at most {MAX_PARAMETERS:,} are accepted")
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(f"tensors do not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, want in expected.items():
+        dtype, have = tensors[name]
+        if dtype not in FLOAT_DTYPES:
+            raise ModelFileError(f"tensor {name} has dtype {dtype}; expected floating point ({', '.join(sorted(FLOAT_DTYPES))})")
+        if tuple(have) != tuple(want):
+            raise ModelFileError(f"tensor {name} has shape {tuple(have)}; the architecture needs {tuple(want)}")
+
+
 def load_model(path: str | os.PathLike) -> Sequential:
-    """Rebuild the model stored in ``path`` (see :func:`save_model`); ``model.info`` holds the metadata."""
+    """Rebuild the model stored in ``path`` (see :func:`save_model`); ``model.info`` holds the metadata.
+
+    The architecture is checked against the tensors actually in the file before anything is built
+    (:func:`check_architecture`), and weights that are NaN or infinite are refused.
+    """
     from safetensors.numpy import load_file
 
     info = read_model_info(path)
     try:
+        check_architecture(info.get("architecture"), _stored_tensors(Path(path)))
         model = Sequential.from_config(info["architecture"])
         state = load_file(str(path))
+        for name, value in state.items():
+            if not np.isfinite(value).all():
+                raise ModelFileError(f"tensor {name} holds NaN or infinite values; the model cannot be used")
         model.load_state_dict(state)
     except CnnlabError as exc:
-        raise ModelFileError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: {str(exc).removeprefix(f'{path}: ')}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ModelFileError(f"{path}: architecture description is invalid ({exc})") from None
     model.info = info
     return model

@@ -70,6 +70,11 @@ class Layer:
     def init_params(self, rng: np.random.Generator) -> None:
         """Create ``self.params`` (and zeroed ``self.grads``); layers without parameters do nothing."""
 
+    def state_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """Shapes of the parameters and buffers :meth:`build` would create for ``input_shape``, allocating
+        nothing (a model file is checked against them before any array is made); ``{}`` by default."""
+        return {}
+
     def get_config(self) -> dict:
         """Constructor arguments that rebuild this layer (JSON-serialisable)."""
         return {}

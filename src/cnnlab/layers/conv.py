@@ -113,6 +113,10 @@ class Conv2D(Layer):
                 (kh - 1 - pad_h[0], kh - 1 - pad_h[1]), (kw - 1 - pad_w[0], kw - 1 - pad_w[1]))
         return self.filters, geom.out_h, geom.out_w
 
+    def state_shapes(self, input_shape):
+        shapes = {"W": (self.filters, input_shape[0], *self.kernel_size)}
+        return {**shapes, "b": (self.filters,)} if self.use_bias else shapes
+
     def init_params(self, rng):
         c, kh, kw = self.input_shape[0], *self.kernel_size
         fan_in, fan_out = c * kh * kw, self.filters * kh * kw

@@ -44,6 +44,10 @@ class Dense(Layer):
             )
         return (self.units,)
 
+    def state_shapes(self, input_shape):
+        n_in = input_shape[0]
+        return {"W": (n_in, self.units), **({"b": (self.units,)} if self.use_bias else {})}
+
     def init_params(self, rng):
         n_in = self.input_shape[0]
         shape = (n_in, self.units)

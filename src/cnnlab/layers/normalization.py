@@ -66,6 +66,10 @@ class BatchNorm(Layer):
             )
         return input_shape
 
+    def state_shapes(self, input_shape):
+        channels = (input_shape[0],)
+        return {"gamma": channels, "beta": channels, "running_mean": channels, "running_var": channels}
+
     def init_params(self, rng):
         channels = self.input_shape[0]
         self.params["gamma"] = np.ones(channels, dtype=self.dtype)
