@@ -158,3 +158,10 @@ def test_sgd_weight_decay_reproduces_the_classic_l2_rule():
     grad_w = model.layers[1].grads["W"]
     np.testing.assert_allclose(model.layers[1].params["W"], (1 - eta * lmbda / n) * w_before - eta * grad_w)
     np.testing.assert_allclose(model.layers[1].params["b"], b_before - eta * model.layers[1].grads["b"])
+
+
+def test_a_model_too_large_to_allocate_is_refused_before_any_allocation():
+    """``mlp:784-1000000000-10`` would ask for 2.9 TiB of weights (a MemoryError once the allocation fails):
+    a ConfigError naming the layer instead, raised before the layer builds."""
+    with pytest.raises(ConfigError, match=r"Dense 'dense_1': the model would have more than 268,435,456 parameters"):
+        build("mlp:784-1000000000-10")

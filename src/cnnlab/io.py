@@ -24,6 +24,7 @@ import numpy as np
 from . import atomic
 from .backend import to_numpy
 from .errors import CnnlabError, ModelFileError
+from .model import MAX_PARAMETERS as MODEL_MAX_PARAMETERS
 from .model import Sequential
 
 FORMAT_VERSION = 1
@@ -34,7 +35,7 @@ BUNDLED_MODEL = "lenet5-mnist.safetensors"
 #: values per sample at its widest).
 MAX_LAYERS = 1_000
 MAX_VALUES_PER_SAMPLE = 1 << 24   # the widest activation of one sample (16.7 M values, 64 MB in float32)
-MAX_PARAMETERS = 1 << 28          # 268 M parameters, 1 GiB in float32
+MAX_PARAMETERS = MODEL_MAX_PARAMETERS
 FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 #: How MNIST pixels are turned into network inputs; stored with every model trained on it.

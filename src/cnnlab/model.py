@@ -15,6 +15,10 @@ from .backend import DEFAULT_DTYPE, array_module, make_rng
 from .errors import ConfigError, ShapeError
 from .layers import LAYER_TYPES, Layer
 
+#: The most parameters a model may have (268 M, 1 GiB in float32): a typo such as ``mlp:784-1000000000-10``
+#: or a hostile model file is refused with a clear error instead of an allocation of terabytes.
+MAX_PARAMETERS = 1 << 28
+
 
 class Sequential:
     """A stack of layers built for one per-sample input shape.
@@ -45,9 +49,14 @@ class Sequential:
         self.name = name
         rng = make_rng(seed)
         shape = self.input_shape
+        total = 0
         for index, layer in enumerate(self.layers):
             if layer.name is None:
                 layer.name = f"{layer.kind.lower()}_{index}"
+            total += sum(int(np.prod(s, dtype=np.float64)) for s in layer.state_shapes(shape).values())
+            if total > MAX_PARAMETERS:  # checked before the layer allocates anything
+                raise ConfigError(f"{layer.describe()}: the model would have more than {MAX_PARAMETERS:,} "
+                                  f"parameters ({total:,} up to this layer); check the layer sizes")
             shape = layer.build(shape, rng, dtype=self.dtype)
         self.output_shape = shape
         # The first layer's input is the data: nobody needs its gradient, and for a convolution it is the
