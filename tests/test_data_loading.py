@@ -131,6 +131,27 @@ def test_verification_is_recorded_and_reused(fake_mnist, monkeypatch, data_env):
         load_dataset("mnist", "test", fake_mnist.data_dir, download=False)
 
 
+def test_same_size_edit_with_the_mtime_restored_is_hashed_again(fake_mnist, data_env):
+    """The attack that fooled a size + mtime record: change one label, keep the size, put the mtime back."""
+    assert load_dataset("mnist", "test", fake_mnist.data_dir, download=False).verified
+    path = fake_mnist.folder / "t10k-labels-idx1-ubyte.gz"
+    stat = path.stat()
+    original = fake_mnist.payloads["t10k-labels-idx1-ubyte"]
+    candidates = []  # one label changed, anywhere, such that the compressed file keeps its size
+    for index in range(8, len(original)):
+        for label in range(10):
+            if label != original[index]:
+                payload = bytearray(original)
+                payload[index] = label
+                candidates.append(gzip.compress(bytes(payload), mtime=0))
+    edited = next(c for c in candidates if len(c) == stat.st_size)  # only the content (and ctime) differ
+    path.write_bytes(edited)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    verify._memo.clear()  # a new process: only the stamp file remembers
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_dataset("mnist", "test", fake_mnist.data_dir, download=False)
+
+
 def test_corrupt_file_without_download_is_an_error(fake_mnist):
     name = "t10k-labels-idx1-ubyte"
     bad = bytearray(fake_mnist.payloads[name])

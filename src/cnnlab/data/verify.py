@@ -20,7 +20,7 @@ from .paths import user_cache_dir
 
 STAMP_NAME = "verified.json"
 
-_memo: dict[str, tuple[int, int, str]] = {}
+_memo: dict[str, tuple] = {}  # resolved path -> (size, mtime, ctime, inode, digest)
 
 
 class ChecksumError(DataError):
@@ -50,9 +50,15 @@ def md5_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _key(path: Path) -> tuple[str, int, int]:
+def _key(path: Path) -> tuple[str, list[int]]:
+    """``(resolved path, [size, mtime, ctime, inode])``: what must be unchanged for a digest to stand.
+
+    Size and mtime alone are not enough: an edit that keeps the size and restores the mtime
+    (``touch -r``, ``os.utime``) would keep a stale "verified". The ctime cannot be set by a user — any
+    write, rename or utime moves it to now — and the inode changes when the file is replaced.
+    """
     stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+    return str(path.resolve()), [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
 def _stamp_file() -> Path:
@@ -68,12 +74,12 @@ def _read_stamps() -> dict:
 
 def is_recorded(path: Path, digest: str) -> bool:
     """True when ``path``, unchanged since, was already verified against ``digest``."""
-    name, size, mtime = _key(path)
-    if _memo.get(name) == (size, mtime, digest):
+    name, facts = _key(path)
+    if _memo.get(name) == (*facts, digest):
         return True
     entry = _read_stamps().get(name)
-    if entry == [size, mtime, digest]:
-        _memo[name] = (size, mtime, digest)
+    if entry == [*facts, digest]:
+        _memo[name] = (*facts, digest)
         return True
     return False
 
@@ -82,12 +88,12 @@ def record(path: Path, digest: str) -> None:
     """Remember that ``path`` (as it is now) matched ``digest``. A read-only cache only loses the speed-up."""
     from ..atomic import write_text
 
-    name, size, mtime = _key(path)
-    _memo[name] = (size, mtime, digest)
+    name, facts = _key(path)
+    _memo[name] = (*facts, digest)
     stamps = _read_stamps()
-    if stamps.get(name) == [size, mtime, digest]:
+    if stamps.get(name) == [*facts, digest]:
         return
-    stamps[name] = [size, mtime, digest]
+    stamps[name] = [*facts, digest]
     try:
         write_text(_stamp_file(), json.dumps(stamps, indent=0, sort_keys=True))
     except OSError:
