@@ -42,9 +42,16 @@ def test_info_reports_a_corrupt_file(fake_mnist):
     bad[-1] = (bad[-1] + 1) % 10
     (fake_mnist.folder / f"{name}.gz").write_bytes(gzip.compress(bytes(bad)))
     result = run("info", "mnist", "--data-dir", str(fake_mnist.data_dir))
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # a script can tell the dataset is not usable
     assert "test  unavailable:" in result.output and "checksum mismatch" in result.output
     assert "train     60 images" in result.output
+    assert "verified" not in result.output.splitlines()[0] and "CORRUPT OR INCOMPLETE (1 of 2" in result.output
+
+
+def test_info_on_a_missing_folder_does_not_say_found(tmp_path, data_env):
+    result = run("info", f"folder:{tmp_path / 'nowhere'}")
+    assert result.exit_code == 1
+    assert "no such folder" in result.output and "found" not in result.output
 
 
 def test_info_on_a_folder(tmp_path, data_env):

@@ -6,6 +6,8 @@ commands so ``cnnlab --help`` stays instant.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 DATA_DIR_OPTION = click.option(
@@ -31,22 +33,26 @@ def _describe_split(ds) -> list[str]:
     ]
 
 
-def _info_lines(name: str, data_dir) -> list[str]:
+def _info_lines(name: str, data_dir) -> tuple[list[str], bool]:
+    """The report of one dataset, and whether it is sound (absent counts as sound, unreadable does not)."""
     from ..errors import DataError
     from .loading import load_dataset, locate
     from .paths import dataset_dirs
     from .registry import FOLDER_PREFIX, get_spec
 
     if name.startswith(FOLDER_PREFIX):
-        splits = ["train", "test"]
         where = name[len(FOLDER_PREFIX):]
+        if not Path(where).is_dir():
+            return [f"{name}: no such folder {where!r}"], False
+        # a folder without train/ and test/ sub-folders is one split, "train" (all its images)
+        splits = ["train", "test"] if (Path(where) / "test").is_dir() else ["train"]
     else:
         spec = get_spec(name)
         splits = list(spec.splits)
         found = [locate(spec, s, data_dir) for s in splits]
         if all(f is None for f in found):
             looked = ", ".join(str(d) for d in dataset_dirs(spec.name, data_dir))
-            return [f"{spec.name}: not found (looked in {looked}); get it with `cnnlab data download {spec.name}`"]
+            return [f"{spec.name}: not found (looked in {looked}); get it with `cnnlab data download {spec.name}`"], True
         where = ", ".join(sorted({str(f) for f in found if f is not None}))
     loaded, problems = [], []
     for split in splits:
@@ -55,12 +61,15 @@ def _info_lines(name: str, data_dir) -> list[str]:
         except DataError as exc:
             problems.append(f"  {split:<5} unavailable: {str(exc).splitlines()[0]}")
     if not loaded:
-        return [f"{name}: found in {where}, but unreadable", *problems]
-    status = "verified (SHA-256)" if all(d.verified for d in loaded) else "NOT verified"
+        return [f"{name}: found in {where}, but unreadable", *problems], False
+    if problems:  # one bad split makes the dataset unusable as a whole: never "verified"
+        status = f"CORRUPT OR INCOMPLETE ({len(problems)} of {len(splits)} splits unreadable)"
+    else:
+        status = "verified (SHA-256)" if all(d.verified for d in loaded) else "NOT verified"
     lines = [f"{loaded[0].name}: found in {where}, {status}"]
     for ds in loaded:
         lines += _describe_split(ds)
-    return lines + problems
+    return lines + problems, not problems
 
 
 @data.command("info")
@@ -73,11 +82,16 @@ def info(name: str | None, data_dir: str | None) -> None:
     """
     from .registry import DATASETS
 
+    sound = True
     for i, dataset_name in enumerate([name] if name else list(DATASETS)):
         if i:
             click.echo("")
-        for line in _info_lines(dataset_name, data_dir):
+        lines, ok = _info_lines(dataset_name, data_dir)
+        sound &= ok
+        for line in lines:
             click.echo(line)
+    if not sound:  # scripts can tell: exit 1 when a dataset that is there cannot be used
+        raise SystemExit(1)
 
 
 @data.command("download")
@@ -90,7 +104,7 @@ def download(name: str, data_dir: str | None, mirror: str | None) -> None:
 
     folder = download_dataset(name, data_dir, mirror=mirror)
     click.echo(f"{name}: ready in {folder}")
-    for line in _info_lines(name, data_dir)[1:]:
+    for line in _info_lines(name, data_dir)[0][1:]:
         click.echo(line)
 
 
