@@ -24,31 +24,13 @@ do not each start one thread per core. A ``parallel_for`` called from inside a s
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from cnnlab.errors import ConfigError
-
-#: Environment variable overriding :func:`default_threads` (set by parallel sweeps in their workers).
-THREADS_VARIABLE = "CNNLAB_THREADS"
+from cnnlab.parallel import default_threads  # noqa: F401  ($CNNLAB_THREADS, else the usable cores)
 
 #: Below this many samples per slot a thread hand-off (tens of microseconds) costs more than it saves.
 MIN_SAMPLES_PER_SLOT = 4
-
-
-def default_threads() -> int:
-    """``$CNNLAB_THREADS`` when set, else the cores this process may run on."""
-    value = os.environ.get(THREADS_VARIABLE, "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ConfigError(f"{THREADS_VARIABLE} must be a positive integer (threads per process), "
-                              f"received {value!r}")
-        return int(value)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
 
 
 def slot_bounds(n: int, slots: int) -> list[tuple[int, int]]:
