@@ -70,7 +70,7 @@ def test_missing_file():
 @pytest.mark.parametrize("options, message", [
     ({"epochs": 0}, "epochs must be a positive integer, received 0"),
     ({"batch_size": 2.5}, "batch_size must be a positive integer"),
-    ({"lr": -1.0}, "lr must be a number >= 0"),
+    ({"lr": -1.0}, "lr must be a finite number >= 0"),
     ({"lr": 0}, "lr must be > 0"),
     ({"lmbda": 5.0, "weight_decay": 1e-4}, "not both"),
     ({"monitors": {"test_accuracy": True}}, "unknown monitor"),
@@ -83,7 +83,7 @@ def test_missing_file():
     ({"augment": "no"}, "augment must be true or false, received 'no'"),
     ({"progress": 1}, "progress must be true or false, received 1"),
     ({"monitors": {"train_cost": "false"}}, "monitors.train_cost must be true or false, received 'false'"),
-    ({"lr": "0.1"}, "lr must be a number >= 0.0, received '0.1'"),
+    ({"lr": "0.1"}, "lr must be a finite number >= 0.0, received '0.1'"),
     ({"early_stop": 3, "val_split": 0}, "early_stop=3 watches the validation accuracy, but val_split is 0"),
     ({"early_stop": 3, "monitors": {"val_accuracy": False}}, "the val_accuracy monitor is off"),
 ])

@@ -12,6 +12,7 @@ import sys
 import click
 
 from . import __version__
+from .cli_types import POSITIVE_INT, Finite
 from .errors import CnnlabError
 
 
@@ -60,9 +61,11 @@ def summary(arch: str, input_shape: str, classes: int) -> None:
 @arch_option()
 @input_shape_option()
 @click.option("--classes", default=10, show_default=True, help="Number of output classes.")
-@click.option("--batch", default=3, show_default=True, help="Random samples in the check.")
-@click.option("--samples", default=20, show_default=True, help="Entries checked per parameter tensor.")
-@click.option("--tolerance", default=1e-5, show_default=True, help="Largest acceptable relative error.")
+@click.option("--batch", default=3, show_default=True, type=POSITIVE_INT, help="Random samples in the check.")
+@click.option("--samples", default=20, show_default=True, type=POSITIVE_INT,
+              help="Entries checked per parameter tensor.")
+@click.option("--tolerance", default=1e-5, show_default=True, type=Finite(0, open_low=True),
+              help="Largest acceptable relative error.")
 @click.option("--loss", "loss_name", default="crossentropy", show_default=True, help="Loss to differentiate.")
 @click.option("--seed", default=0, show_default=True)
 @click.pass_context

@@ -25,6 +25,7 @@ and the seed — is saved as ``config.json`` in the run folder so the run can be
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 from dataclasses import dataclass, field
@@ -120,8 +121,11 @@ class TrainConfig:
         def number(name, value, low=0.0, allow_none=True):
             if value is None and allow_none:
                 return
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-                raise ConfigError(f"{name} must be a number >= {low}, received {value!r}")
+            # not (value >= low) also refuses NaN, for which every comparison is false; and no infinity
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low
+                    or not math.isfinite(value)):
+                shown = {"lmbda": "lambda"}.get(name, name)  # the option's name as the user types it
+                raise ConfigError(f"{shown} must be a finite number >= {low}, received {value!r}")
 
         self._check_types()
         positive_int("epochs", self.epochs)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from ..cli_types import Finite
+
 DATA_DIR_OPTION = click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -113,14 +115,18 @@ def download(name: str, data_dir: str | None, mirror: str | None) -> None:
 @click.option("--dataset", "name", default="mnist", show_default=True, help="Dataset to take images from.")
 @click.option("--split", default="train", show_default=True)
 @DATA_DIR_OPTION
-@click.option("--count", default=8, show_default=True, help="Images (rows).")
-@click.option("--copies", default=7, show_default=True, help="Augmented versions per image (columns).")
-@click.option("--rotation", default=15.0, show_default=True, help="Max rotation, degrees.")
-@click.option("--shift", default=2.0, show_default=True, help="Max shift, pixels.")
-@click.option("--scale", default=0.1, show_default=True, help="Max relative zoom.")
-@click.option("--elastic-alpha", default=0.0, show_default=True, help="Elastic strength, pixels (Simard: 34).")
-@click.option("--elastic-sigma", default=4.0, show_default=True, help="Elastic smoothness, pixels.")
-@click.option("--noise", default=0.0, show_default=True, help="Gaussian pixel noise (std, in [0, 1] units).")
+@click.option("--count", default=8, show_default=True, type=click.IntRange(1, 1000), help="Images (rows).")
+@click.option("--copies", default=7, show_default=True, type=click.IntRange(1, 100),
+              help="Augmented versions per image (columns).")
+@click.option("--rotation", default=15.0, show_default=True, type=Finite(0, 180), help="Max rotation, degrees.")
+@click.option("--shift", default=2.0, show_default=True, type=Finite(0, 100), help="Max shift, pixels.")
+@click.option("--scale", default=0.1, show_default=True, type=Finite(0, 0.9), help="Max relative zoom.")
+@click.option("--elastic-alpha", default=0.0, show_default=True, type=Finite(0, 1000),
+              help="Elastic strength, pixels (Simard: 34).")
+@click.option("--elastic-sigma", default=4.0, show_default=True, type=Finite(0, 100, open_low=True),
+              help="Elastic smoothness, pixels.")
+@click.option("--noise", default=0.0, show_default=True, type=Finite(0, 1),
+              help="Gaussian pixel noise (std, in [0, 1] units).")
 @click.option("--seed", default=0, show_default=True)
 def augment_grid(output, name, split, data_dir, count, copies, rotation, shift, scale, elastic_alpha,
                  elastic_sigma, noise, seed) -> None:
