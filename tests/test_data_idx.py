@@ -83,6 +83,22 @@ def test_truncated_gzip_stream(tmp_path):
         read_idx(path)
 
 
+def test_gzip_bomb_is_stopped_at_the_size_the_header_announces(tmp_path):
+    """A small .gz whose IDX header announces 10 labels but inflates to 256 MB of zeros: refused while
+    inflating (at most one block past the announced size), not after inflating it all."""
+    import zlib
+
+    header = bytes([0, 0, 0x08, 1]) + (10).to_bytes(4, "big")
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 24)
+    bomb = packer.compress(header) + b"".join(packer.compress(zeros) for _ in range(16)) + packer.flush()
+    assert len(bomb) < 1 << 20  # under a megabyte on disk
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(bomb)
+    with pytest.raises(DataError, match=r"bomb\.gz: inflates to more than 1,048,594 bytes \(18 announced"):
+        read_idx(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="cannot read"):
         read_idx(tmp_path / "nope")

@@ -53,9 +53,61 @@ def read_payload(path: str | os.PathLike) -> bytes:
     if raw[:2] != GZIP_MAGIC:
         return raw
     try:
-        return gzip.decompress(raw)
+        return _gunzip_bounded(raw, path)
     except (EOFError, OSError, zlib.error) as exc:
         raise DataError(f"{path}: damaged gzip data ({exc}); delete the file and download it again") from exc
+
+
+#: The most an IDX payload may inflate to when its own header cannot bound it (EMNIST's largest is 640 MB).
+MAX_PAYLOAD_BYTES = 1 << 30
+
+_BLOCK = 1 << 20
+
+
+def _announced_size(head: bytes) -> int | None:
+    """Header + data bytes that an IDX header announces, once ``head`` holds the whole header; else None."""
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_DTYPES or head[3] == 0:
+        return None
+    header_size = 4 + 4 * head[3]
+    if len(head) < header_size:
+        return None
+    dims = struct.unpack(f">{head[3]}I", head[4:header_size])
+    return header_size + int(np.prod(dims, dtype=np.float64)) * IDX_DTYPES[head[2]].itemsize
+
+
+def _gunzip_bounded(raw: bytes, path: Path) -> bytes:
+    """Inflate gzip ``raw`` block by block, refusing to produce more than the IDX header announces.
+
+    A 3 MB "zip bomb" that inflates to gigabytes is stopped after at most one block past the announced
+    size (or :data:`MAX_PAYLOAD_BYTES` when no header can be read), instead of after the whole inflation.
+    Multi-member gzip files (concatenated streams) are read member by member, as ``gzip.decompress`` does.
+    """
+    parts: list[bytes] = []
+    size, limit, announced = 0, MAX_PAYLOAD_BYTES, None
+    data = raw
+    while data:
+        inflater = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around the deflate stream
+        while not inflater.eof:
+            chunk = inflater.decompress(data, _BLOCK)  # at most one block of output per call
+            data = inflater.unconsumed_tail
+            parts.append(chunk)
+            size += len(chunk)
+            if announced is None and size >= 4:
+                announced = _announced_size(b"".join(parts)[:4 + 4 * 255])
+                if announced is not None:  # one block of slack: parse_idx then names small trailing data
+                    limit = min(announced + _BLOCK, MAX_PAYLOAD_BYTES)
+            if size > limit:
+                raise DataError(f"{path}: inflates to more than {limit:,} bytes"
+                                + (f" ({announced:,} announced by its IDX header)" if announced is not None else "")
+                                + "; the file is not a dataset file (or is damaged)")
+            if not chunk and not data:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        data = inflater.unused_data
+        if data and data[:2] != GZIP_MAGIC:  # after the last member gzip allows zero padding, nothing else
+            if data.strip(b"\0"):
+                raise OSError("not a gzipped file (trailing data after the compressed stream)")
+            break
+    return b"".join(parts)
 
 
 def parse_idx(payload: bytes, source: str | os.PathLike = "<bytes>") -> np.ndarray:
