@@ -47,6 +47,12 @@ PATH_OPTIONS = ("out", "data_dir")  # a pathlib.Path is accepted and stored as t
 SWITCH_OPTIONS = ("augment", "standardize", "nesterov", "full_train_eval", "progress", "test")
 
 
+def check_run_name(name: str | None) -> None:
+    """A run name is one folder inside ``--out``: ``"../../x"`` or ``"a/b"`` would write somewhere else."""
+    if name is not None and (name in (".", "..") or Path(name).name != name or "\\" in name):
+        raise ConfigError(f"run name must be a plain folder name (no '/', '\\' or '..'), received {name!r}")
+
+
 @dataclass
 class TrainConfig:
     """All the options of one training run (see the module docstring for how they are set).
@@ -163,6 +169,7 @@ class TrainConfig:
         if self.layers is not None and not isinstance(self.layers, list):
             raise ConfigError(f"layers must be a list of layer descriptions, received {type(self.layers).__name__}")
         self._check_names()
+        check_run_name(self.name)  # before any data is read or any folder is made
 
     def _check_types(self) -> None:
         """Text options must be text and switches true/false: ``arch = 5`` or ``augment = "no"`` (a

@@ -54,6 +54,9 @@ class RunFolder:
         An existing folder is never reused: a suffix ``-2``, ``-3``, ... is added instead.
         """
         out = Path(out)
+        from .config import check_run_name
+
+        check_run_name(name)
         base = name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         for attempt in range(1, 1000):
             path = out / (base if attempt == 1 else f"{base}-{attempt}")
