@@ -123,3 +123,15 @@ def test_evaluate_without_model_uses_the_bundled_one(capsys):
     code, out, _ = run_cli(capsys, "evaluate", "--data-dir", str(DATA), "--json", "--no-plots")
     assert code == 0
     assert json.loads(out)["accuracy"] >= 0.99
+
+
+def test_evaluate_writes_nothing_where_the_user_did_not_ask(tmp_path, capsys, monkeypatch):
+    """The bundled model has no run folder: without --out (or --plots) no PNG lands in the current folder."""
+    data = str(DATA.resolve())  # CNNLAB_DATA may be relative to where the tests started
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "evaluate", "--data-dir", data, "--json")
+    assert code == 0 and json.loads(out)["n"] == 10_000
+    assert list(tmp_path.iterdir()) == []
+    code, _, _ = run_cli(capsys, "evaluate", "--data-dir", data, "--out", str(tmp_path / "figs"))
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["confusion.png", "misclassified.png"]

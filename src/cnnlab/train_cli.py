@@ -114,17 +114,20 @@ def _resume_changes(options: dict):
 
 
 def _model_and_folder(model_path: str | None):
-    """(model, folder that receives the figures by default, label) for MODEL: a file, a run folder, or none."""
+    """(model, folder that receives the figures by default, label) for MODEL: a file, a run folder, or none.
+
+    The folder is None when MODEL is not in a run folder: figures are then written only where ``--out`` says.
+    """
     from .io import bundled_model_path, load_bundled_model, load_model
 
     if model_path is None:
-        return load_bundled_model(), Path("."), f"bundled model ({bundled_model_path().name})"
+        return load_bundled_model(), None, f"bundled model ({bundled_model_path().name})"
     path = Path(model_path)
     if path.is_dir():
         if not (path / "model.safetensors").is_file():
             raise ConfigError(f"{path} is a folder without model.safetensors; give a model file or a run folder")
         return load_model(path / "model.safetensors"), path, str(path)
-    folder = path.parent if (path.parent / "config.json").is_file() else Path(".")
+    folder = path.parent if (path.parent / "config.json").is_file() else None
     return load_model(path), folder, str(path)
 
 
@@ -135,8 +138,9 @@ def _model_and_folder(model_path: str | None):
 @click.option("--data-dir", help="Data folder (default: $CNNLAB_DATA, else ~/.cache/cnnlab).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"accuracy", "n", "per_class", "confusion"} as JSON.')
 @click.option("--out", type=click.Path(file_okay=False),
-              help="Folder for confusion.png and misclassified.png (default: the run folder, else here).")
-@click.option("--plots/--no-plots", default=True, show_default=True, help="Write the two PNG files.")
+              help="Folder for confusion.png and misclassified.png (default: the run folder).")
+@click.option("--plots/--no-plots", default=None,
+              help="Write the two PNG files (default: into the run folder or --out; nowhere else unless asked).")
 @click.option("--max-images", default=36, show_default=True, type=click.IntRange(min=0),
               help="Misclassified images in the gallery.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1),
@@ -159,10 +163,13 @@ def evaluate(model, dataset, split, data_dir, as_json, out, plots, max_images, b
     else:
         click.echo(f"model: {label}\ndata: {dataset} [{split}], {result.n:,} images\n")
         click.echo(result.report())
+    folder = Path(out) if out else folder
+    if plots is None:  # nothing is written where the user did not ask: a run folder, or --out
+        plots = folder is not None
     if plots:
         from .plots import confusion_figure, misclassified_figure, save_figure
 
-        folder = Path(out) if out else folder
+        folder = folder if folder is not None else Path(".")  # --plots asked for them: here
         title = f"{Path(label).name} on {dataset} [{split}]"
         save_figure(confusion_figure(result.confusion, result.class_names, title=f"confusion: {title}"),
                     folder / "confusion.png")
