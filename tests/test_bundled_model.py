@@ -39,3 +39,19 @@ def test_predict_example_number(capsys):
 def test_predict_without_pictures_is_a_usage_error(capsys):
     assert main(["predict"]) != 0
     assert "--example" in capsys.readouterr().err
+
+
+def test_predict_reports_each_bad_picture_and_goes_on(tmp_path, capsys):
+    """One unreadable file among good ones: its own error in its own result, the rest answered, exit 1."""
+    from cnnlab.serve.cli import example_pictures
+
+    seven = next(p for p in example_pictures(False) if str(p).endswith("seven.png"))
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a picture")
+    assert main(["predict", str(seven), str(fake), str(seven), "--json"]) == 1
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert [r["prediction"] for r in results] == [7, None, 7]
+    assert "could not be read as one" in results[1]["error"] and "1 of 3 pictures" in captured.err
+    assert main(["predict", str(fake)]) == 2  # a single bad picture: one line that names it
+    assert f"{fake}:" in capsys.readouterr().err

@@ -75,7 +75,7 @@ def predict(images, example, model_path, k, number, as_json, show):
     Pictures go through the same steps as MNIST's digits (light on dark, 20x20 box, centred by mass)
     before the network sees them: use --show to see that picture.
     """
-    from ..errors import ConfigError
+    from ..errors import CnnlabError, ConfigError
     from .recognize import Recognizer
 
     if example:
@@ -85,9 +85,18 @@ def predict(images, example, model_path, k, number, as_json, show):
     if show and len(images) != 1:
         raise ConfigError(f"--show saves one picture, but {len(images)} were given")
     recognizer = Recognizer(_load(model_path), top_k=k)
-    results = []
+    results, failed = [], 0
     for path in images:
-        result = recognizer.recognize(path, number=number)
+        try:
+            result = recognizer.recognize(path, number=number)
+        except CnnlabError as exc:  # one bad picture is reported in its own result; the others go on
+            if len(images) == 1:
+                raise CnnlabError(f"{path}: {exc}") from None
+            failed += 1
+            results.append({"file": str(path), "prediction": None, "error": str(exc)})
+            if not as_json:
+                click.echo(f"{path}:\n  error: {exc}")
+            continue
         if show:
             _show(path, result, show)
         result = {"file": str(path), **{key: v for key, v in result.items() if key != "processed"}}
@@ -100,6 +109,10 @@ def predict(images, example, model_path, k, number, as_json, show):
         click.echo(json.dumps(results, indent=2))
     if show:
         click.echo(f"saved {show}", err=as_json)
+    if failed:
+        click.echo(f"{failed} of {len(images)} pictures could not be read", err=True)
+        return 1
+    return 0
 
 
 def _print_result(result: dict, number: bool) -> None:
