@@ -30,7 +30,7 @@ class ChecksumError(DataError):
         self.path, self.expected, self.actual = Path(path), expected, actual
         super().__init__(
             f"{path}: checksum mismatch: SHA-256 of the payload is {actual}, expected {expected}; "
-            "the file is corrupt or not the expected one: delete it and download it again"
+            "the file is corrupt or not the expected one: move it away and download it again"
         )
 
 
