@@ -51,44 +51,8 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOL[0]
 
 
-_BLAS_LOCK = threading.Lock()
-_blas_users = 0        # parallel_for calls running now, in any thread
-_blas_limit = None     # the limiter the first of them set up: it restores what BLAS had before
-_controller: list = []  # [threadpoolctl controller or None]
-
-
-def _blas_controller():
-    if not _controller:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - depends on the environment
-            _controller.append(None)
-        else:
-            _controller.append(ThreadpoolController())
-    return _controller[0]
-
-
-@contextlib.contextmanager
-def one_blas_thread():
-    """BLAS limited to one thread while the block runs, however many threads are inside one at a time.
-
-    The limit is process-wide and ``threadpoolctl`` restores on leaving what it saw on entering, so the
-    first caller in sets the limit and the last one out restores it (two overlapping limit() calls would
-    otherwise leave the process at one BLAS thread for good).
-    """
-    global _blas_users, _blas_limit
-    with _BLAS_LOCK:
-        if _blas_users == 0 and _blas_controller() is not None:
-            _blas_limit = _blas_controller().limit(limits=1, user_api="blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _blas_users -= 1
-            if _blas_users == 0 and _blas_limit is not None:
-                _blas_limit.restore_original_limits()
-                _blas_limit = None
+# BLAS at one thread while slots run: the engine's own helper (first caller in limits, last one out restores)
+from cnnlab.parallel import _one_blas_thread as one_blas_thread  # noqa: E402
 
 
 @contextlib.contextmanager
