@@ -113,6 +113,15 @@ def test_resume_continues_exactly(tmp_path):
         assert a["val_accuracy"] == b["val_accuracy"] and a["train_cost"] == pytest.approx(b["train_cost"])
 
 
+def test_resume_with_no_more_epochs_says_epochs_is_the_total(tmp_path):
+    """--resume RUN --epochs 1 after one epoch did nothing and printed "after epoch 1 of 1": an error now."""
+    run, _, _ = train_run(TrainConfig(**{**SMALL, "epochs": 1}, out=str(tmp_path), name="one"), echo=quiet)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.path.iterdir())
+    with pytest.raises(ConfigError, match=r"already trained 1 epochs and --epochs is the total \(1\): give --epochs 2"):
+        train_run(TrainConfig(**{**SMALL, "epochs": 1}, out=str(tmp_path)), resume=run.path, echo=quiet)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.path.iterdir()) == before  # nothing rewritten
+
+
 class Poison(Callback):
     def on_epoch_end(self, state, row):
         if row["epoch"] == 1:

@@ -435,6 +435,11 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
         meta = load_checkpoint(run.checkpoint, model, optimizer, rng)
         initial_epoch = meta["epoch"]
         history.rows = meta["history"]
+        # --epochs is the total, not "more": on a finished run, say so instead of doing nothing (a run stopped
+        # after its last checkpoint but before its summary still resumes, to finish its model and summary)
+        if config.epochs <= initial_epoch and (run.path / "summary.json").is_file():
+            raise ConfigError(f"{run.path} has already trained {initial_epoch} epochs and --epochs is the total "
+                              f"({config.epochs}): give --epochs {initial_epoch + 1} or more to train on")
         echo(f"resuming {run.path} after epoch {initial_epoch} of {config.epochs}")
     run.write_config(resolved(config, weight_decay=weight_decay, n_train=len(train),
                               n_val=len(val) if val is not None else 0, run=str(run.path)))
