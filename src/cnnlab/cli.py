@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import __version__
-from .cli_types import POSITIVE_INT, Finite
+from .cli_types import Finite
 from .errors import CnnlabError
 
 
@@ -61,8 +61,8 @@ def summary(arch: str, input_shape: str, classes: int) -> None:
 @arch_option()
 @input_shape_option()
 @click.option("--classes", default=10, show_default=True, help="Number of output classes.")
-@click.option("--batch", default=3, show_default=True, type=POSITIVE_INT, help="Random samples in the check.")
-@click.option("--samples", default=20, show_default=True, type=POSITIVE_INT,
+@click.option("--batch", default=3, show_default=True, type=click.IntRange(min=1), help="Random samples in the check.")
+@click.option("--samples", default=20, show_default=True, type=click.IntRange(min=1),
               help="Entries checked per parameter tensor.")
 @click.option("--tolerance", default=1e-5, show_default=True, type=Finite(0, open_low=True),
               help="Largest acceptable relative error.")

@@ -39,6 +39,3 @@ class Finite(click.ParamType):
             self.fail(f"{value!r} is not a finite number {self._range()}", param, ctx)
         return number
 
-
-#: A count of one or more (batch sizes, samples, images).
-POSITIVE_INT = click.IntRange(min=1)
