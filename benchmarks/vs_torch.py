@@ -16,7 +16,7 @@ model and the BLAS library, kernel and thread count: the ratio depends on the CP
     python benchmarks/vs_torch.py --json          # machine-readable
     python benchmarks/vs_torch.py --profile lenet5   # where cnnlab's time goes, per layer
 
-cnnlab's training step splits each batch over the threads (``cnnlab.parallel``); ``--profile`` times the
+cnnlab's training step splits each batch over the threads (``cnnlab.data_parallel``); ``--profile`` times the
 layers of the plain serial step on one whole batch.
 
 Real MNIST is used when ``CNNLAB_DATA`` (or the cache) has it, random images otherwise (speed is the same).
@@ -173,10 +173,10 @@ def memory_child(library: str, arch: str, images: int, batch: int, threads: int)
     """Body of the memory subprocess: build, load, reset the peak RSS, train one epoch, print the growth."""
     x, y, _ = load_images(images)
     from cnnlab.architectures import build
+    from cnnlab.data_parallel import training_step
     from cnnlab.losses import get_loss
 
     model = build(arch, seed=0)
-    model.threads = threads
     if library == "torch":
         import torch
 
@@ -193,7 +193,7 @@ def memory_child(library: str, arch: str, images: int, batch: int, threads: int)
         from cnnlab.optim import Adam
 
         before = _start_peak()
-        cnnlab_epoch(model, Adam(lr=1e-3), get_loss("crossentropy"), x, y, batch)
+        cnnlab_epoch(training_step(model, threads), Adam(lr=1e-3), get_loss("crossentropy"), x, y, batch)
     print(round((_status_kb("VmHWM") - before) / 1024, 1))
 
 
@@ -212,12 +212,13 @@ def bench_arch(arch, x, y, test_x, batch, optimizer, lr, epochs, threads):
     import torch
 
     from cnnlab.architectures import build
+    from cnnlab.data_parallel import DataParallel, training_step
     from cnnlab.losses import get_loss
     from cnnlab.torch_bridge import to_torch
 
-    model = build(arch, seed=0)
-    model.threads = threads  # shards per training step (1: the serial step)
-    net = to_torch(model)
+    built = build(arch, seed=0)
+    model = training_step(built, threads)  # as `cnnlab train` trains: shards per step when it pays
+    net = to_torch(built)
     net.train()
     ours_opt, theirs_opt = make_optimizers(optimizer, lr, net.parameters())
     loss = get_loss("crossentropy")
@@ -244,8 +245,8 @@ def bench_arch(arch, x, y, test_x, batch, optimizer, lr, epochs, threads):
     net.eval()
     with torch.inference_mode():
         torch_ms = latency(lambda: net(tone))
-    ours_ms = latency(lambda: model.predict_proba(one))
-    ours_infer, theirs_infer = inference_rates(model, net, test_x)
+    ours_ms = latency(lambda: built.predict_proba(one))
+    ours_infer, theirs_infer = inference_rates(DataParallel(built, threads) if threads > 1 else built, net, test_x)
     n = len(x)
     ours_ips = statistics.median(count / seconds for count, seconds in ours)
     theirs_ips = statistics.median(count / seconds for count, seconds in theirs)
@@ -271,45 +272,14 @@ def bench_arch(arch, x, y, test_x, batch, optimizer, lr, epochs, threads):
 
 
 def profile(arch, x, y, batch, steps=20):
-    """Per-layer forward/backward time of a cnnlab training step (median over ``steps`` steps)."""
+    """Per-layer forward/backward time of a serial cnnlab training step (median over ``steps`` steps)."""
     from cnnlab.architectures import build
-    from cnnlab.losses import get_loss
-    from cnnlab.optim import Adam
+    from cnnlab.timing import profile_layers
 
-    model, loss, opt = build(arch, seed=0), get_loss("crossentropy"), Adam()
-    stop = model._fused_stop(loss)
-    layers = model.layers[:stop]
-    fwd = {i: [] for i in range(len(layers))}
-    bwd = {i: [] for i in range(len(layers))}
-    other = []
-    for s in range(steps):
-        xb, yb = x[(s * batch) % len(x):][:batch], y[(s * batch) % len(x):][:batch]
-        out = xb
-        for i, layer in enumerate(layers):
-            t = time.perf_counter()
-            out = layer.forward(out, training=True)
-            fwd[i].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        grad = loss.grad_from_logits(out, yb)
-        other.append(time.perf_counter() - t)
-        for i in reversed(range(len(layers))):
-            t = time.perf_counter()
-            grad = layers[i].backward(grad)
-            bwd[i].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        opt.step([(n, la.params[k], la.grads[k], k in la.regularized) for n, la, k in model.parameters()])
-        other[-1] += time.perf_counter() - t
-    med = {i: (statistics.median(fwd[i]) * 1e3, statistics.median(bwd[i]) * 1e3) for i in fwd}
-    total = sum(f + b for f, b in med.values()) + statistics.median(other) * 1e3
-    print(f"\nProfile of one cnnlab training step, {arch}, batch {batch} (median of {steps} steps, ms)")
-    print(f"{'layer':<26}{'forward':>9}{'backward':>10}{'share':>8}")
-    for i, layer in enumerate(layers):
-        f, b = med[i]
-        print(f"{layer.name + ' (' + layer.kind + ')':<26}{f:9.3f}{b:10.3f}{(f + b) / total:8.1%}")
-    print(f"{'loss grad + optimizer':<26}{statistics.median(other) * 1e3:19.3f}"
-          f"{statistics.median(other) * 1e3 / total:8.1%}")
-    print(f"{'total':<26}{total:19.3f}")
-    return med
+    result = profile_layers(build(arch, seed=0), x[:batch], y[:batch], steps=steps, arch=arch)
+    print(f"\nProfile of one serial cnnlab training step, batch {batch}")
+    print(result.format())
+    return result
 
 
 def main(argv=None) -> int:

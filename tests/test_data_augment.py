@@ -70,7 +70,7 @@ def test_batched_warp_equals_scipy_image_by_image(fill, scipy_mode):
 @pytest.mark.parametrize("threads", [2, 3])
 def test_warp_in_threads_equals_one_call(threads, monkeypatch):
     """Blocks of the stack resampled by several threads give exactly the single-call result."""
-    from cnnlab import parallel
+    from cnnlab import threads as parallel
 
     calls = []
     original = parallel.map_in_threads

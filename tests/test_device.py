@@ -188,12 +188,11 @@ def test_fit_on_the_gpu_trains_there_and_matches_the_cpu(fake_gpu):
     seen = []  # the array types of the batches and labels train_step received
     for device in ("cpu", "gpu"):
         model = build("lenet5", seed=0)
-        model.threads = 1  # the same serial step on both devices
         step = model.train_step
         model.train_step = lambda x, y, *rest, step=step: seen.append((device, type(x), type(y))) or step(x, y, *rest)
         optimizer = Adam(lr=1e-3)
         history = fit(model, (images, labels), val, epochs=2, batch_size=16, optimizer=optimizer, seed=1,
-                      progress=False, verbose=False, device=device)
+                      progress=False, verbose=False, device=device, threads=1)  # the same serial step on both
         # (the stand-in's xp.empty makes plain NumPy work buffers, so we look at what training updates)
         kept = list(model.state_dict().values()) + [v for slot in optimizer.state.values() for v in slot.values()
                                                     if isinstance(v, np.ndarray)]

@@ -88,7 +88,7 @@ def test_reused_buffers_give_the_same_result_and_keep_the_dtype():
     geom = ConvGeometry(2, 6, 5, 3, 3, 1, (1, 1), (1, 1))
     rng = np.random.default_rng(3)
     cols = np.empty((geom.window_size, geom.grid_size(4)), dtype=np.float32)
-    padded = np.zeros(geom.buffer_shape(4), dtype=np.float32)
+    padded = np.zeros(geom.padded_shape(4), dtype=np.float32)
     for _ in range(3):  # the zero border must survive being reused with new images
         x = rng.standard_normal((4, 2, 6, 5)).astype(np.float32)
         got = im2col(x, geom, out=cols, padded=padded)

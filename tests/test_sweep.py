@@ -212,7 +212,7 @@ def test_parallel_workers_get_cores_over_jobs_threads(monkeypatch):
     import concurrent.futures
     from concurrent.futures import ThreadPoolExecutor
 
-    from cnnlab import parallel
+    from cnnlab import threads as parallel
     from cnnlab.studies import sweep
 
     class InlinePool(ThreadPoolExecutor):  # stands in for the process pool: sees the workers' environment
@@ -239,7 +239,7 @@ def test_limit_threads_sets_cnnlab_threads_in_a_running_worker(monkeypatch):
     """Ray workers have imported NumPy already: the models they build still get the trial's threads."""
     import threadpoolctl
 
-    from cnnlab import parallel
+    from cnnlab import threads as parallel
     from cnnlab.studies.sweep import _limit_threads
 
     blas = []

@@ -15,8 +15,7 @@ from cnnlab import backend
 from cnnlab.architectures import build
 from cnnlab.errors import ConfigError
 from cnnlab.inspect_cli import bench
-from cnnlab.timing import (EpochSpeed, backward_flops, benchmark_images, epoch_speed, forward_flops,
-                           layer_class, profile_layers)
+from cnnlab.timing import EpochSpeed, benchmark_images, epoch_speed, layer_class, profile_layers
 
 
 @pytest.fixture
@@ -29,15 +28,15 @@ def test_flop_counts_of_conv_and_dense():
     model = build("lenet5", seed=0)
     conv1, conv2 = [la for la in model.layers if la.kind == "Conv2D"]
     # conv1: 6 filters, 28x28 outputs (padding 2), 1 channel, 5x5 kernel; 2 FLOPs per multiply-add.
-    assert forward_flops(conv1, 10) == 2 * 10 * 6 * 28 * 28 * 1 * 5 * 5
-    assert forward_flops(conv2, 1) == 2 * 16 * 10 * 10 * 6 * 5 * 5
+    assert conv1.forward_flops(10) == 2 * 10 * 6 * 28 * 28 * 1 * 5 * 5
+    assert conv2.forward_flops(1) == 2 * 16 * 10 * 10 * 6 * 5 * 5
     dense = next(la for la in model.layers if la.kind == "Dense")
-    assert forward_flops(dense, 3) == 2 * 3 * 400 * 120
+    assert dense.forward_flops(3) == 2 * 3 * 400 * 120
     # The first layer skips dL/dx, so its backward pass is one product (dW), the others two.
-    assert not conv1.needs_input_grad and backward_flops(conv1, 10) == forward_flops(conv1, 10)
-    assert backward_flops(conv2, 4) == 2 * forward_flops(conv2, 4)
+    assert not conv1.needs_input_grad and conv1.backward_flops(10) == conv1.forward_flops(10)
+    assert conv2.backward_flops(4) == 2 * conv2.forward_flops(4)
     tanh = next(la for la in model.layers if la.kind == "Tanh")
-    assert forward_flops(tanh, 100) == 0 and backward_flops(tanh, 100) == 0
+    assert tanh.forward_flops(100) == 0 and tanh.backward_flops(100) == 0
 
 
 def test_layer_classes():
@@ -59,7 +58,7 @@ def test_profile_has_a_row_per_layer_and_consistent_totals(batch):
     assert set(groups) == {"conv", "dense", "activation", "pooling", "reshape"}
     assert groups["conv"]["layers"] == 2 and groups["dense"]["layers"] == 3
     assert groups["conv"]["params"] + groups["dense"]["params"] == model.n_params
-    assert groups["conv"]["flops"] == sum(forward_flops(la, 8) + backward_flops(la, 8)
+    assert groups["conv"]["flops"] == sum(la.forward_flops(8) + la.backward_flops(8)
                                           for la in model.layers if la.kind == "Conv2D")
     assert groups["conv"]["gflops"] > 0 and groups["activation"]["gflops"] is None
     text = profile.format()

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import chunked_conv as K  # noqa: E402
 
 from cnnlab.architectures import build  # noqa: E402
+from cnnlab.data_parallel import training_step  # noqa: E402
 from cnnlab.layers.conv import Conv2D  # noqa: E402
 from cnnlab.losses import get_loss  # noqa: E402
 from cnnlab.optim import Adam  # noqa: E402
@@ -62,14 +63,13 @@ class ChunkedConv2D(Conv2D):
 
 def make(arch: str, chunked: bool, threads: int):
     model = build(arch, seed=0)
-    model.threads = threads
     if chunked:
         for layer in model.layers:
             if layer.kind == "Conv2D":
                 layer.__class__ = ChunkedConv2D
                 layer._x, layer._workspaces = None, {}
                 layer.kernel_threads = 1 if threads > 1 else None
-    return model
+    return training_step(model, threads)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ import numpy as np
 
 from cnnlab.backend import array_module
 from chunked_threads import default_threads, parallel_for  # noqa: E402
-from cnnlab.ops.im2col import ConvGeometry, _images_in_buffer, _interior, _window_view, im2col
+from cnnlab.ops.im2col import ConvGeometry, _images_in_padded, _interior, _window_view, im2col
 
 #: Bytes a chunk's work arrays may take; None: half the L2 cache of one core (read from the OS).
 CHUNK_BYTES: int | None = None
@@ -114,7 +114,7 @@ def _chunks(start: int, stop: int, chunk: int):
 def _columns(x, a, b, geom, ws, slot, tag):
     """im2col of images ``x[a:b]`` into the slot's work arrays: ``(K, m·G)``."""
     xp, m = array_module(x), b - a
-    padded = ws.get(slot, f"{tag}.padded{m}", geom.buffer_shape(m), x.dtype, xp, zeros=True)
+    padded = ws.get(slot, f"{tag}.padded{m}", geom.padded_shape(m), x.dtype, xp, zeros=True)
     cols = ws.get(slot, f"{tag}.cols{m}", (geom.window_size, geom.grid_size(m)), x.dtype, xp)
     return im2col(x[a:b], geom, out=cols, padded=padded)
 
@@ -223,11 +223,11 @@ def _col2im_into(dcols, m: int, geom: ConvGeometry, ws: Workspace, slot: int, ou
     We loop over the ``kh·kw`` kernel offsets (not over pixels): each adds one strided slab of the chunk.
     """
     xp = array_module(dcols)
-    padded = ws.get(slot, f"col2im.padded{m}", geom.buffer_shape(m), dcols.dtype, xp)
+    padded = ws.get(slot, f"col2im.padded{m}", geom.padded_shape(m), dcols.dtype, xp)
     padded.fill(0)
     windows = _window_view(padded, m, geom)
     slabs = dcols.reshape(windows.shape)
     for i in range(geom.kernel_h):
         for j in range(geom.kernel_w):
             windows[:, i, j] += slabs[:, i, j]
-    out[...] = _interior(_images_in_buffer(padded, m, geom), geom).transpose(1, 0, 2, 3)
+    out[...] = _interior(_images_in_padded(padded, m, geom), geom).transpose(1, 0, 2, 3)

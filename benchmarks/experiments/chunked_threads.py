@@ -27,7 +27,7 @@ import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from cnnlab.parallel import default_threads  # noqa: F401  ($CNNLAB_THREADS, else the usable cores)
+from cnnlab.threads import default_threads  # noqa: F401  ($CNNLAB_THREADS, else the usable cores)
 
 #: Below this many samples per slot a thread hand-off (tens of microseconds) costs more than it saves.
 MIN_SAMPLES_PER_SLOT = 4
@@ -52,7 +52,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 
 # BLAS at one thread while slots run: the engine's own helper (first caller in limits, last one out restores)
-from cnnlab.parallel import _one_blas_thread as one_blas_thread  # noqa: E402
+from cnnlab.threads import _one_blas_thread as one_blas_thread  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -60,7 +60,7 @@ def serial():
     """Inside this block, :func:`parallel_for` in this thread runs its work in one call, here.
 
     For callers that already keep every core busy with threads of their own (the data-parallel step of
-    :mod:`cnnlab.parallel` runs one shard of the batch per core): kernels inside them must not start
+    :mod:`cnnlab.data_parallel` runs one shard of the batch per core): kernels inside them must not start
     more threads.
     """
     before = getattr(_inside, "active", False)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .backend import to_numpy
 from .errors import ConfigError, ShapeError
+from .threads import default_threads, map_in_threads
 
 
 def confusion_matrix(true, pred, num_classes: int) -> np.ndarray:
@@ -143,7 +144,7 @@ def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss
     num_classes = int(model.output_shape[-1])
     if num_classes == 1:  # a single sigmoid unit: class 1 when the output is above 0.5
         num_classes = 2
-    from_logits = loss is not None and model._fused_stop(loss) is not None
+    from_logits = loss is not None and model.fused_stop(loss) is not None
 
     def run(start: int):
         """(summed loss, predicted classes) of one batch; batches may run on several threads."""
@@ -158,7 +159,7 @@ def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss
 
     starts = list(range(0, len(x), batch_size))
     # Batches on threads on the CPU only: a GPU runs one batch at a time (and each would hold its memory).
-    results = model._map_batches(run, starts) if device == "cpu" else [run(start) for start in starts]
+    results = map_in_threads(run, starts, default_threads()) if device == "cpu" else [run(s) for s in starts]
     total_loss = sum(value for value, _ in results)
     preds = [p for _, p in results]
     predictions = np.concatenate(preds) if preds else np.zeros(0, np.int64)

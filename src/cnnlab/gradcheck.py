@@ -102,18 +102,18 @@ def check_model(model, x: np.ndarray, y, loss, eps: float = 1e-6, max_elements: 
     rng = rng or np.random.default_rng(0)
     x = np.asarray(x, dtype=np.float64)
     random_layers = [layer for layer in model.layers if hasattr(layer, "freeze_mask")]
-    stop = model._fused_stop(loss)
+    stop = model.fused_stop(loss)
 
     def value() -> float:
         out = model.forward(x, training=True, stop=stop)
-        return float(loss.forward_from_logits(out, y) if stop is not None else loss.forward(out, y))
+        return float(loss.value(out, y, from_logits=stop is not None))
 
     for layer in random_layers:  # draw one mask, then keep it for every evaluation below
         layer.freeze_mask(False)
     out = model.forward(x, training=True, stop=stop)
     for layer in random_layers:
         layer.freeze_mask(True)
-    grad = loss.grad_from_logits(out, y) if stop is not None else loss.grad(out, y)
+    grad = loss.value_and_grad(out, y, from_logits=stop is not None)[1]
     model.forward(x, training=True, stop=stop)
     model.backward(grad, stop=stop)
 

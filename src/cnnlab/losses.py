@@ -44,6 +44,16 @@ class Loss:
     def grad(self, output, target):
         raise NotImplementedError
 
+    def value(self, output, target, from_logits: bool = False) -> float:
+        """The mean loss of a batch; ``from_logits``: ``output`` is the input of the fused activation."""
+        return self.forward_from_logits(output, target) if from_logits else self.forward(output, target)
+
+    def value_and_grad(self, output, target, from_logits: bool = False):
+        """``(mean loss, dL/d output)`` — with ``from_logits``, dL/d logits of the fused form (``a − y``)."""
+        if from_logits:
+            return self.forward_from_logits(output, target), self.grad_from_logits(output, target)
+        return self.forward(output, target), self.grad(output, target)
+
     def __repr__(self) -> str:
         return f"{self.name}()"
 

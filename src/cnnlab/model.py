@@ -33,14 +33,12 @@ class Sequential:
         Seed (or ``numpy.random.Generator``) for the initial weights and any layer randomness (dropout).
     dtype:
         Parameter dtype: float32 (default, fast) or float64 (gradient checks).
-    threads:
-        CPU threads a training step may use: ``None`` (default) means ``$CNNLAB_THREADS`` if set, else
-        every core this process may run on; ``1`` the plain serial step. With more than one, :meth:`train_step` splits each batch into shards
-        trained at once (see :mod:`cnnlab.parallel`) when the model allows it; the result is the same.
+
+    The model is serial: one training step is forward, loss, backward, update, layer after layer. Training
+    on several cores at once wraps it (:class:`cnnlab.data_parallel.DataParallel`); nothing here knows.
     """
 
-    def __init__(self, layers: list[Layer], input_shape, seed=0, dtype=DEFAULT_DTYPE, name: str = "model",
-                 threads: int | None = None):
+    def __init__(self, layers: list[Layer], input_shape, seed=0, dtype=DEFAULT_DTYPE, name: str = "model"):
         if not layers:
             raise ConfigError("a Sequential model needs at least one layer, received none")
         self.layers = list(layers)
@@ -62,10 +60,6 @@ class Sequential:
         # The first layer's input is the data: nobody needs its gradient, and for a convolution it is the
         # most expensive part of the backward pass (a whole col2im), so we skip it.
         self.layers[0].needs_input_grad = False
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be a positive integer or None, received {threads!r}")
-        self.threads = threads
-        self._sharded = None  # the parallel step's layer replicas, built on first use
 
     # -- structure ----------------------------------------------------------------------------------
     def parameters(self):
@@ -73,6 +67,11 @@ class Sequential:
         for index, layer in enumerate(self.layers):
             for key in layer.params:
                 yield f"layers.{index}.{key}", layer, key
+
+    def parameters_and_grads(self):
+        """``[(dotted_name, parameter, its gradient, decayed?)]``: what an optimizer step needs."""
+        return [(name, layer.params[key], layer.grads[key], key in layer.regularized)
+                for name, layer, key in self.parameters()]
 
     @property
     def n_params(self) -> int:
@@ -123,7 +122,7 @@ class Sequential:
         return cls(layers, config["input_shape"], seed=seed, dtype=dtype, name=config.get("name", "model"))
 
     # -- computation --------------------------------------------------------------------------------
-    def _check_batch(self, x):
+    def prepare_input(self, x):
         xp = array_module(x)
         if not xp.issubdtype(x.dtype, xp.floating):
             raise ShapeError(
@@ -136,7 +135,7 @@ class Sequential:
 
     def forward(self, x, training: bool = False, stop: int | None = None):
         """Run layers ``0 .. stop-1`` (all by default). Inference mode caches nothing."""
-        out = self._check_batch(x)
+        out = self.prepare_input(x)
         for layer in self.layers[:stop]:
             out = layer.forward(out, training=training)
         return out
@@ -147,7 +146,7 @@ class Sequential:
             grad = layer.backward(grad)
         return grad
 
-    def _fused_stop(self, loss) -> int | None:
+    def fused_stop(self, loss) -> int | None:
         """Where training stops the forward pass: before a final Softmax/Sigmoid the loss fuses with.
 
         Softmax followed by cross-entropy has the famously simple gradient ``p − y`` with respect to the
@@ -161,10 +160,26 @@ class Sequential:
 
     def loss_and_output(self, x, y, loss, training: bool = False):
         """(mean loss, network output or fused logits) for a batch — used by training and evaluation."""
-        stop = self._fused_stop(loss)
+        stop = self.fused_stop(loss)
         out = self.forward(x, training=training, stop=stop)
-        value = loss.forward_from_logits(out, y) if stop is not None else loss.forward(out, y)
-        return value, out
+        return loss.value(out, y, from_logits=stop is not None), out
+
+    def compute_gradients(self, x, y, loss, grad_scale: float = 1.0) -> tuple[float, np.ndarray]:
+        """Forward pass (training mode), loss, backward pass: fills every ``layer.grads``.
+
+        ``x`` ``(N, *input_shape)``, ``y`` labels ``(N,)`` or targets ``(N, K)``. Returns ``(mean loss,
+        output)``, the output being the logits when the loss fuses with the last activation.
+        ``grad_scale`` multiplies the loss gradient (and so every gradient): a part of a larger batch
+        passes its share ``N / N_total`` (see :mod:`cnnlab.data_parallel`).
+        """
+        stop = self.fused_stop(loss)
+        out = self.forward(x, training=True, stop=stop)
+        value, grad = loss.value_and_grad(out, y, from_logits=stop is not None)
+        grad = grad.astype(self.dtype, copy=False)
+        if grad_scale != 1.0:
+            grad = grad * self.dtype.type(grad_scale)
+        self.backward(grad, stop=stop)
+        return float(value), out
 
     def train_step(self, x, y, loss, optimizer) -> tuple[float, np.ndarray]:
         """One step of mini-batch gradient descent; returns (batch loss, output or logits of the batch).
@@ -172,55 +187,23 @@ class Sequential:
         The output lets the caller count training accuracy without a second forward pass (the argmax of
         the logits is the argmax of the probabilities).
         """
-        stop = self._fused_stop(loss)
-        sharded = self._sharded_step(x)
-        if sharded is not None:  # the same gradients, computed on shards of the batch by several threads
-            value, out = sharded.gradients(self._check_batch(x), y, loss, stop)
-        else:
-            out = self.forward(x, training=True, stop=stop)
-            if stop is not None:
-                value, grad = loss.forward_from_logits(out, y), loss.grad_from_logits(out, y)
-            else:
-                value, grad = loss.forward(out, y), loss.grad(out, y)
-            self.backward(grad.astype(self.dtype, copy=False), stop=stop)
-        optimizer.step([(name, layer.params[key], layer.grads[key], key in layer.regularized)
-                        for name, layer, key in self.parameters()])
-        return float(value), out
-
-    def _sharded_step(self, x):
-        """The data-parallel step for this batch, or None when the serial step is the one to use."""
-        from . import parallel
-
-        threads = parallel.default_threads() if self.threads is None else self.threads
-        if threads < 2 or not parallel.can_shard(self):
-            return None
-        if self._sharded is None or self._sharded.threads != threads:
-            self._sharded = parallel.ShardedStep(self, threads)
-        return self._sharded if self._sharded.usable(x) else None
+        value, out = self.compute_gradients(x, y, loss)
+        optimizer.step(self.parameters_and_grads())
+        return value, out
 
     def predict_proba(self, x, batch_size: int = 256) -> np.ndarray:
         """Network outputs for ``x`` (probabilities when the model ends with Softmax), in batches.
 
         Batches of 256 keep the work arrays small (a 3x3 convolution's columns take 9x its input) and are
-        as fast as larger ones; with several threads, batches run at once (inference caches nothing).
+        as fast as larger ones.
         """
-        x = self._check_batch(x)
+        x = self.prepare_input(x)
         xp = array_module(x)
-        batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
-        return xp.concatenate(self._map_batches(self.forward, batches))
+        return xp.concatenate([self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Predicted class index for every sample, shape ``(N,)``."""
         return self.predict_proba(x, batch_size).argmax(axis=1)
-
-    def _map_batches(self, fn, batches):
-        """``[fn(b) for b in batches]``, on ``threads`` threads when there are several (see cnnlab.parallel)."""
-        from . import parallel
-
-        threads = parallel.default_threads() if self.threads is None else self.threads
-        if threads < 2 or len(batches) < 2 or not parallel.can_map(batches[0]):
-            return [fn(b) for b in batches]
-        return parallel.map_in_threads(fn, batches, threads)
 
     def feature_maps(self, x) -> list[tuple[str, np.ndarray]]:
         """Activations after each convolution block, ``[(layer_name, (N, C, H, W)), ...]``.
@@ -229,7 +212,7 @@ class Sequential:
         convolution itself when no activation follows.
         """
         maps = []
-        out = self._check_batch(x)
+        out = self.prepare_input(x)
         pending = None
         for layer in self.layers:
             out = layer.forward(out)
@@ -287,13 +270,6 @@ class Sequential:
         from .io import save_model
 
         return save_model(self, path, **metadata)
-
-    def __getstate__(self) -> dict:
-        """Copies and pickles leave out the parallel step's replicas (they hold thread barriers, and a
-        copy builds its own on first use)."""
-        state = dict(vars(self))
-        state["_sharded"] = None
-        return state
 
     def __repr__(self) -> str:
         return f"Sequential({self.name!r}, {len(self.layers)} layers, {self.n_params:,} params)"

@@ -70,7 +70,7 @@ class Optimizer:
     def get_config(self) -> dict:
         return {"lr": self.lr, "weight_decay": self.weight_decay}
 
-    def _buffer(self, name: str, key: str, param):
+    def _state(self, name: str, key: str, param):
         """Per-parameter state array ``state[name][key]``, created as zeros like ``param`` on first use."""
         slot = self.state.setdefault(name, {})
         if key not in slot:
@@ -108,7 +108,7 @@ class SGD(Optimizer):
         if not self.momentum:
             param -= self.lr * g
             return
-        v = self._buffer(name, "velocity", param)
+        v = self._state(name, "velocity", param)
         v *= self.momentum
         v += g
         if self.nesterov:
@@ -146,8 +146,8 @@ class Adam(Optimizer):
             g = grad
         else:
             g = grad + weight_decay * param if weight_decay else grad
-        m = self._buffer(name, "m", param)
-        v = self._buffer(name, "v", param)
+        m = self._state(name, "m", param)
+        v = self._state(name, "v", param)
         slot = self.state[name]
         slot["t"] = t = slot.get("t", 0) + 1
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .data_parallel import training_step
 from .device import synchronize, to_device, to_device_array
 
 #: Layer kinds grouped for the summary ("which are faster?").
@@ -35,23 +36,6 @@ KIND_CLASSES = {"Conv2D": "conv", "Dense": "dense", "MaxPool2D": "pooling", "Avg
 def layer_class(kind: str) -> str:
     """``"Conv2D" -> "conv"``, ``"ReLU" -> "activation"`` (everything not listed is an activation)."""
     return KIND_CLASSES.get(kind, "activation")
-
-
-def forward_flops(layer, batch: int) -> int:
-    """Floating-point operations of one forward pass of ``layer`` on ``batch`` samples (see module doc)."""
-    if layer.kind == "Conv2D":
-        f, c, kh, kw = layer.params["W"].shape
-        _, ho, wo = layer.output_shape
-        return 2 * batch * f * ho * wo * c * kh * kw
-    if layer.kind == "Dense":
-        n_in, n_out = layer.params["W"].shape
-        return 2 * batch * n_in * n_out
-    return 0
-
-
-def backward_flops(layer, batch: int) -> int:
-    """dW costs as much as the forward product; dX once more, unless the layer's input grad is skipped."""
-    return forward_flops(layer, batch) * (2 if layer.needs_input_grad else 1)
 
 
 @dataclass
@@ -165,7 +149,7 @@ def profile_layers(model, x, y, loss="crossentropy", optimizer=None, steps: int 
     loss = get_loss(loss)
     optimizer = optimizer if optimizer is not None else Adam()
     xb, yb = to_device_array(x, device), to_device_array(np.asarray(y), device)
-    stop = model._fused_stop(loss)
+    stop = model.fused_stop(loss)
     layers = model.layers[:stop]
     forward = [[] for _ in layers]
     backward = [[] for _ in layers]
@@ -180,14 +164,13 @@ def profile_layers(model, x, y, loss="crossentropy", optimizer=None, steps: int 
         model.train_step(xb, yb, loss, optimizer)
         step_time = clock() - t
 
-        out, f_times = model._check_batch(xb), []
+        out, f_times = model.prepare_input(xb), []
         for layer in layers:
             t = clock()
             out = layer.forward(out, training=True)
             f_times.append(clock() - t)
         t = clock()
-        grad = loss.grad_from_logits(out, yb) if stop is not None else loss.grad(out, yb)
-        grad = grad.astype(model.dtype, copy=False)
+        grad = loss.value_and_grad(out, yb, from_logits=stop is not None)[1].astype(model.dtype, copy=False)
         rest = clock() - t
         b_times = [0.0] * len(layers)
         for i in reversed(range(len(layers))):
@@ -195,7 +178,7 @@ def profile_layers(model, x, y, loss="crossentropy", optimizer=None, steps: int 
             grad = layers[i].backward(grad)
             b_times[i] = clock() - t
         t = clock()
-        optimizer.step([(n, la.params[k], la.grads[k], k in la.regularized) for n, la, k in model.parameters()])
+        optimizer.step(model.parameters_and_grads())
         rest += clock() - t
 
         if s >= warmup:
@@ -206,7 +189,7 @@ def profile_layers(model, x, y, loss="crossentropy", optimizer=None, steps: int 
                 backward[i].append(b_times[i])
     batch = len(x)
     rows = [LayerTime(layer.name, layer.kind, _median_ms(forward[i]), _median_ms(backward[i]), layer.n_params,
-                      forward_flops(layer, batch), backward_flops(layer, batch))
+                      layer.forward_flops(batch), layer.backward_flops(batch))
             for i, layer in enumerate(layers)]
     return Profile(arch or model.name, batch, steps, device, rows, _median_ms(other), _median_ms(whole))
 
@@ -237,7 +220,7 @@ class EpochSpeed:
 
 
 def epoch_speed(model, x, y, device: str = "cpu", batch: int = 100, loss="crossentropy", optimizer=None,
-                epochs: int = 1, warmup_batches: int = 3) -> EpochSpeed:
+                epochs: int = 1, warmup_batches: int = 3, threads: int | None = None) -> EpochSpeed:
     """Time ``epochs`` passes of mini-batch training over ``x`` ``(M, *input_shape)`` on ``device``.
 
     The model is moved to ``device`` (in place), and so is the whole float32 data set, once: a GPU
@@ -257,14 +240,15 @@ def epoch_speed(model, x, y, device: str = "cpu", batch: int = 100, loss="crosse
     optimizer = optimizer if optimizer is not None else Adam()
     to_device(model, device, optimizer)
     xd, yd = to_device_array(np.asarray(x, dtype=model.dtype), device), to_device_array(np.asarray(y), device)
+    stepper = training_step(model, threads) if device == "cpu" else model  # as fit() trains
     for i in range(min(warmup_batches, -(-len(x) // batch))):  # ceil
-        model.train_step(xd[i * batch:(i + 1) * batch], yd[i * batch:(i + 1) * batch], loss, optimizer)
+        stepper.train_step(xd[i * batch:(i + 1) * batch], yd[i * batch:(i + 1) * batch], loss, optimizer)
     seconds = []
     for _ in range(epochs):
         synchronize(device)
         t = time.perf_counter()
         for start in range(0, len(x), batch):
-            model.train_step(xd[start:start + batch], yd[start:start + batch], loss, optimizer)
+            stepper.train_step(xd[start:start + batch], yd[start:start + batch], loss, optimizer)
         synchronize(device)
         seconds.append(time.perf_counter() - t)
     return EpochSpeed(getattr(model, "name", "model"), device, len(x), batch, seconds)

@@ -32,6 +32,7 @@ from .backend import make_rng, to_numpy
 from .callbacks import Callback, EarlyStopping, EpochLog, ProgressBar, TrainingState, format_row  # noqa: F401
 from .config import MONITORS
 from .data.normalize import normalize
+from .data_parallel import training_step
 from .device import model_device, to_device, to_device_array
 from .errors import ConfigError, NumericalError, ShapeError
 from .evaluate import evaluate_model, predicted_classes
@@ -147,7 +148,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         optimizer="adam", lr: float | None = None, schedule=None, augment=None, preprocessing=None,
         monitors=None, full_train_eval: bool = False, seed: int = 0, rng=None, callbacks=(),
         progress: bool = True, verbose: bool = True, early_stop: int | None = None,
-        initial_epoch: int = 0, history: History | None = None, device: str | None = None) -> History:
+        initial_epoch: int = 0, history: History | None = None, device: str | None = None,
+        threads: int | None = None) -> History:
     """Train ``model`` by mini-batch gradient descent; returns the :class:`History`.
 
     Args:
@@ -164,6 +166,10 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
             optimizer's state move there and stay there after training (as ``module.to(device)`` in
             PyTorch); every batch is prepared on the CPU (uint8 -> float32, augmentation) and then copied
             over, with its labels.
+        threads: CPU threads for the training steps: ``None`` (default) for ``$CNNLAB_THREADS`` or every
+            core, ``1`` for the plain serial step. With several, each batch is split into shards trained at
+            once (:class:`cnnlab.data_parallel.DataParallel`) when the model is big enough to gain; the
+            result is the same up to rounding.
 
     A model with a :class:`~cnnlab.layers.BatchNorm` layer never trains on a last batch of one image
     (its statistics would be undefined): that image joins the batch before it (see :func:`batch_bounds`).
@@ -191,7 +197,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     to_device(model, device, optimizer)  # a ConfigError naming what is missing, before any training
     transform = make_batch_transform(preprocessing, model.input_shape, augment, rng)
     plain = make_batch_transform(preprocessing, model.input_shape)
-    from_logits = model._fused_stop(loss) is not None
+    from_logits = model.fused_stop(loss) is not None
+    stepper = training_step(model, threads) if device == "cpu" else model
 
     callbacks = list(callbacks)
     if progress:
@@ -227,7 +234,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
                 idx = order[bounds[b]:bounds[b + 1]]
                 yb = labels[idx]
                 try:
-                    value, out = model.train_step(to_device_array(transform(images[idx]), device),
+                    value, out = stepper.train_step(to_device_array(transform(images[idx]), device),
                                                   to_device_array(yb, device), loss, optimizer)
                 except NumericalError as exc:
                     raise NumericalError(f"epoch {epoch + 1}, batch {b + 1}/{n_batches}: {exc}") from None

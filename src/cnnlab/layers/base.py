@@ -86,6 +86,15 @@ class Layer:
     def backward(self, grad_out):
         raise NotImplementedError
 
+    def forward_flops(self, batch: int) -> int:
+        """Floating-point operations (2 per multiply-add) of a forward pass on ``batch`` samples. Only the
+        matrix products count; element-wise layers cost memory traffic, not arithmetic: 0."""
+        return 0
+
+    def backward_flops(self, batch: int) -> int:
+        """dL/dW costs as much as the forward product; dL/dx once more, unless it is skipped (layer 0)."""
+        return self.forward_flops(batch) * (2 if self.needs_input_grad else 1)
+
     # -- helpers ------------------------------------------------------------------------------------
     @property
     def kind(self) -> str:

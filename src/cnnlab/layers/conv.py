@@ -81,7 +81,7 @@ class Conv2D(Layer):
         self._transposed_geometry: ConvGeometry | None = None  # the dL/dx convolution's, when it is used
         self._cols = None  # im2col of the last training input, for dL/dW
         self._n = 0
-        self._buffers: dict[str, object] = {}  # reusable work arrays (training mode), keyed by purpose
+        self._work: dict[str, object] = {}  # reusable work arrays (training mode), keyed by purpose
 
     # -- construction -------------------------------------------------------------------------------
     def _pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -134,16 +134,22 @@ class Conv2D(Layer):
                 "bias_initializer": self.bias_initializer}
 
     # -- computation --------------------------------------------------------------------------------
-    def _buffer(self, key: str, shape, xp, zeros: bool = False):
+    def _workspace(self, key: str, shape, xp, zeros: bool = False):
         """A work array kept between training batches: fresh tens-of-MB arrays cost page faults every call.
 
-        Zero-initialised buffers rely on callers writing only the same interior every time.
+        Zero-initialised work arrays rely on callers writing only the same interior every time.
         """
-        buf = self._buffers.get(key)
+        buf = self._work.get(key)
         if buf is None or buf.shape != tuple(shape) or array_module(buf) is not xp:
             buf = (xp.zeros if zeros else xp.empty)(shape, dtype=self.dtype)
-            self._buffers[key] = buf
+            self._work[key] = buf
         return buf
+
+    def forward_flops(self, batch: int) -> int:
+        """``2·N·F·H'·W'·C·kh·kw``: one multiply-add per weight per output position."""
+        f, c, kh, kw = self.params["W"].shape
+        _, ho, wo = self.output_shape
+        return 2 * batch * f * ho * wo * c * kh * kw
 
     def forward(self, x, training: bool = False):
         """``(N, C, H, W) -> (N, F, Ho, Wo)``: im2col, one GEMM, bias."""
@@ -152,8 +158,8 @@ class Conv2D(Layer):
         geom, n = self.geometry, x.shape[0]
         weights = self.params["W"].reshape(self.filters, -1)
         if training:  # reuse work arrays between batches; keep the columns for backward
-            padded = self._buffer("padded", geom.buffer_shape(n), xp, zeros=True)
-            cols = self._buffer("cols", (geom.window_size, geom.grid_size(n)), xp)
+            padded = self._workspace("padded", geom.padded_shape(n), xp, zeros=True)
+            cols = self._workspace("cols", (geom.window_size, geom.grid_size(n)), xp)
             cols = im2col(x, geom, out=cols, padded=padded)
             self._cols, self._n = cols, n
         else:  # inference caches nothing (and may see much larger batches)
@@ -173,7 +179,7 @@ class Conv2D(Layer):
         expected = (n, self.filters, geom.out_h, geom.out_w)
         if tuple(grad_out.shape) != expected:
             raise ShapeError(f"{self.describe()}: expected a gradient of shape {expected}, received {tuple(grad_out.shape)}")
-        delta = self._buffer("delta", (self.filters, geom.grid_size(n)), xp, zeros=True)
+        delta = self._workspace("delta", (self.filters, geom.grid_size(n)), xp, zeros=True)
         delta = images_to_grid(grad_out, geom, out=delta)  # (F, N*Ho*Wg), zeros in junk columns
         # dL/dW: valid correlation of input and deltas, δ (F, N·G) @ cols.T (transposed views: BLAS reads
         # them as they are). When the windows have at least as many values as there are filters we form the
@@ -192,9 +198,9 @@ class Conv2D(Layer):
             return self._input_gradient_by_convolution(grad_out, xp)
         # dL/dx: full convolution with the rotated kernels, computed as col2im(W.T @ δ).
         weights = self.params["W"].reshape(self.filters, -1)
-        dcols = self._buffer("dcols", self._cols.shape, xp)
+        dcols = self._workspace("dcols", self._cols.shape, xp)
         xp.matmul(weights.T, delta, out=dcols)
-        padded = self._buffer("dpadded", geom.buffer_shape(n), xp)
+        padded = self._workspace("dpadded", geom.padded_shape(n), xp)
         return col2im(dcols, n, geom, padded=padded)
 
     def _input_gradient_by_convolution(self, grad_out, xp):
@@ -203,7 +209,7 @@ class Conv2D(Layer):
         geom, n = self._transposed_geometry, self._n
         rotated = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, kh, kw)
         rotated = xp.ascontiguousarray(rotated).reshape(rotated.shape[0], -1)
-        padded = self._buffer("delta_padded", geom.buffer_shape(n), xp, zeros=True)
-        cols = self._buffer("delta_cols", (geom.window_size, geom.grid_size(n)), xp)
+        padded = self._workspace("delta_padded", geom.padded_shape(n), xp, zeros=True)
+        cols = self._workspace("delta_cols", (geom.window_size, geom.grid_size(n)), xp)
         cols = im2col(grad_out, geom, out=cols, padded=padded)
         return grid_to_images(rotated @ cols, n, geom)

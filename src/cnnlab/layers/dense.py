@@ -62,6 +62,10 @@ class Dense(Layer):
                   "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
         return config
 
+    def forward_flops(self, batch: int) -> int:
+        n_in, n_out = self.params["W"].shape
+        return 2 * batch * n_in * n_out
+
     def forward(self, x, training: bool = False):
         """``(N, n_in) -> (N, units)``."""
         self.check_input(x)

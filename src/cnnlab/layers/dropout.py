@@ -59,7 +59,7 @@ class Dropout(Layer):
         Draws a fresh one (or, when the mask is fixed, reuses the last one of that shape), keeps it for
         :meth:`backward` and returns it as a ``dtype`` array of module ``xp`` (NumPy or CuPy). This is
         exactly what :meth:`forward` multiplies its input by, so a caller may draw a whole batch's mask
-        without running the forward pass (the sharded training step hands shards of it to its replicas).
+        without running the forward pass.
         """
         shape = tuple(shape)
         if self.fixed_mask and self._mask is not None and tuple(self._mask.shape) == shape:

@@ -22,11 +22,9 @@ Backward (the compact closed form, with sums over the m values of a channel and 
     dL/dγ = Σ G ⊙ x̂        dL/dβ = Σ G
     dL/dx = γ / (m √(σ² + ε)) · (m G − dL/dβ − x̂ ⊙ dL/dγ)
 
-Every statistic above is a per-channel *sum over the batch* (Σ x, Σ (x − μ)², Σ G, Σ G ⊙ x̂). That is
-what lets a training step split its batch into shards computed by several threads
-(:mod:`cnnlab.parallel`): each shard sums its own part and :meth:`BatchNorm._batch_sum` adds up the
-parts of all shards, so every shard normalizes with the statistics of the whole batch, exactly as the
-serial step does. A layer working on a whole batch by itself (``shard_sum is None``) just uses its sums.
+Every statistic above is a per-channel *sum over the batch* (Σ x, Σ (x − μ)², Σ G, Σ G ⊙ x̂), taken by
+:meth:`BatchNorm.batch_sum`; the data-parallel step's replica (:class:`cnnlab.data_parallel.SyncBatchNorm`)
+adds those sums up across the shards of a batch, and nothing else.
 """
 
 from __future__ import annotations
@@ -52,11 +50,6 @@ class BatchNorm(Layer):
         self.momentum = float(momentum)
         self.eps = float(eps)
         self._cache = None  # (x̂, 1/√(σ²+ε), m) from the last training forward pass
-        # Set on the replicas of a sharded training step (cnnlab.parallel): the ShardSum that adds up the
-        # shards' partial sums (it also knows the whole batch's size), and this replica's shard number.
-        # The running averages are shared by all replicas, so only shard 0 updates them.
-        self.shard_sum = None
-        self.shard_index = 0
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) not in (1, 3):
@@ -106,31 +99,33 @@ class BatchNorm(Layer):
             return (x - mean) * (gamma * inv_std) + beta
 
         xp = array_module(x)
-        samples = self.shard_sum.samples if self.shard_sum is not None else x.shape[0]
-        m = samples * (x.size // max(x.shape[0] * x.shape[1], 1))  # values per channel, whole batch
+        m = self.batch_count(x) * (x.size // max(x.shape[0] * x.shape[1], 1))  # values per channel
         if m < 2:
             raise ShapeError(f"{self.describe()}: training needs more than one value per channel, "
                              f"received input of shape {tuple(x.shape)}")
-        mean = (self._batch_sum(x.sum(axis=axes)) / m).astype(x.dtype).reshape(bshape)
+        mean = (self.batch_sum(x.sum(axis=axes)) / m).astype(x.dtype).reshape(bshape)
         centered = x - mean
         # biased variance (÷ m): it normalizes this batch; two passes (mean first) avoid cancellation
-        var = (self._batch_sum(self._channel_dot(centered, centered)) / m).astype(x.dtype).reshape(bshape)
+        var = (self.batch_sum(self._channel_dot(centered, centered)) / m).astype(x.dtype).reshape(bshape)
         inv_std = 1 / xp.sqrt(var + self.eps)
         x_hat = centered
         x_hat *= inv_std  # in place: centered is not needed any more
-        if self.shard_index == 0:
-            self._update_running(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
+        self.update_running(mean.reshape(-1), var.reshape(-1) * (m / (m - 1)))
         self._cache = (x_hat, inv_std, m)
         y = x_hat * gamma
         y += beta
         return y
 
-    def _batch_sum(self, partial):
-        """Per-channel sums over the whole batch from this layer's ``partial`` sums ``(C,)``: the same
-        array for a whole batch, the total of every shard's part in a sharded step."""
-        return partial if self.shard_sum is None else self.shard_sum(self.shard_index, partial)
+    def batch_count(self, x) -> int:
+        """Samples in the batch: ``N`` of ``x`` ``(N, ...)``."""
+        return x.shape[0]
 
-    def _update_running(self, batch_mean, unbiased_var) -> None:
+    def batch_sum(self, sums):
+        """Per-channel sums ``(C,)`` over the batch, already summed over ``x``'s samples: returned as is."""
+        return sums
+
+    def update_running(self, batch_mean, unbiased_var) -> None:
+        """``r ← (1 − momentum) r + momentum · stat``, in place (loaded buffers stay the ones in use)."""
         for key, stat in (("running_mean", batch_mean), ("running_var", unbiased_var)):
             running = self.buffers[key]
             running *= 1 - self.momentum
@@ -145,12 +140,11 @@ class BatchNorm(Layer):
         channels = grad_out.shape[1]
         dbeta = grad_out.sum(axis=axes)
         dgamma = self._channel_dot(grad_out, x_hat)
-        # This batch's (or shard's) share of the parameter gradients: a sharded step adds up the shards'.
         self.grads["gamma"] = dgamma
         self.grads["beta"] = dbeta
         if not self.needs_input_grad:
             return None
-        totals = self._batch_sum(xp.concatenate([dbeta, dgamma]))  # the input gradient needs whole-batch sums
+        totals = self.batch_sum(xp.concatenate([dbeta, dgamma]))  # the input gradient needs whole-batch sums
         dbeta, dgamma = totals[:channels].reshape(bshape), totals[channels:].reshape(bshape)
         # dL/dx = γ/√(σ²+ε) · (G − dL/dβ / m − x̂ ⊙ dL/dγ / m), the closed form above divided through by m,
         # computed in place in one work array (the layer's largest cost is passes over (N, C, H, W)).

@@ -27,10 +27,10 @@ Two choices make this fast on a CPU (the copies cost as much as the GEMM, so the
   LeNet/VGG-on-MNIST sizes, 40% for a 5x5 kernel on 14x14 unpadded). For stride > 1 the grid is exact:
   ``Wg = Wo``.
 
-The padded image lives in a *channel-major flat buffer* ``(C, N*Hp*Wp + tail)``: image ``n`` channel ``c``
+The padded image lives in a *channel-major flat array* ``(C, N*Hp*Wp + tail)``: image ``n`` channel ``c``
 occupies ``[n*Hp*Wp, (n+1)*Hp*Wp)`` of row ``c``; the short zero ``tail`` lets the junk windows of the last
-image read past its end without leaving the buffer. All functions take an optional ``out`` so a layer can
-reuse its buffers between batches (allocating tens of MB per call costs as much as the copy itself).
+image read past its end without leaving the array. All functions take an optional ``out`` so a layer can
+reuse its work arrays between batches (allocating tens of MB per call costs as much as the copy itself).
 
 Everything is written against ``xp = array_module(x)``, so the same code runs on CuPy.
 """
@@ -115,16 +115,16 @@ class ConvGeometry:
         """Columns of the column matrix for a batch of ``n``: ``n * Ho * Wg``."""
         return n * self.out_h * self.grid_w
 
-    def buffer_shape(self, n: int) -> tuple[int, int]:
-        """Shape of the channel-major flat padded buffer: ``(C, n*Hp*Wp + tail)``."""
+    def padded_shape(self, n: int) -> tuple[int, int]:
+        """Shape of the channel-major flat padded array: ``(C, n*Hp*Wp + tail)``."""
         return self.channels, n * self.padded_h * self.padded_w + self.kernel_w - 1
 
 
-# -- the padded, channel-major image buffer ---------------------------------------------------------------
-def _images_in_buffer(buffer, n: int, geom: ConvGeometry):
-    """The ``(C, n, Hp, Wp)`` view of a flat padded buffer (without its tail)."""
+# -- the padded, channel-major image array ---------------------------------------------------------------
+def _images_in_padded(padded, n: int, geom: ConvGeometry):
+    """The ``(C, n, Hp, Wp)`` view of a flat padded array (without its tail)."""
     size = n * geom.padded_h * geom.padded_w
-    return buffer[:, :size].reshape(geom.channels, n, geom.padded_h, geom.padded_w)
+    return padded[:, :size].reshape(geom.channels, n, geom.padded_h, geom.padded_w)
 
 
 def _interior(images, geom: ConvGeometry):
@@ -133,8 +133,8 @@ def _interior(images, geom: ConvGeometry):
     return images[:, :, top:top + geom.height, left:left + geom.width]
 
 
-def pad_to_buffer(x, geom: ConvGeometry, out=None):
-    """Copy ``x (N, C, H, W)`` into a zero-padded channel-major flat buffer ``(C, N*Hp*Wp + tail)``.
+def pad_flat(x, geom: ConvGeometry, out=None):
+    """Copy ``x (N, C, H, W)`` into a zero-padded channel-major flat array ``(C, N*Hp*Wp + tail)``.
 
     ``out``, when given, must come from an earlier call with the same shape: only the interior is written,
     so its zero border (and tail) is still in place. The copy also converts to ``out``'s dtype.
@@ -142,35 +142,35 @@ def pad_to_buffer(x, geom: ConvGeometry, out=None):
     xp = array_module(x)
     n = x.shape[0]
     if out is None:
-        out = xp.zeros(geom.buffer_shape(n), dtype=x.dtype)
-    _interior(_images_in_buffer(out, n, geom), geom)[...] = x.transpose(1, 0, 2, 3)
+        out = xp.zeros(geom.padded_shape(n), dtype=x.dtype)
+    _interior(_images_in_padded(out, n, geom), geom)[...] = x.transpose(1, 0, 2, 3)
     return out
 
 
-def _window_view(buffer, n: int, geom: ConvGeometry):
-    """Strided view ``(C, kh, kw, n, Ho, Wg)`` of a flat padded buffer: every window, nothing copied.
+def _window_view(padded, n: int, geom: ConvGeometry):
+    """Strided view ``(C, kh, kw, n, Ho, Wg)`` of a flat padded array: every window, nothing copied.
 
     Element ``[c, i, j, m, ho, wo]`` is ``x_pad[m, c, ho*s + i, wo*s + j]``.
     """
-    xp = array_module(buffer)
-    item = buffer.itemsize
+    xp = array_module(padded)
+    item = padded.itemsize
     s, wp = geom.stride, geom.padded_w
     shape = (geom.channels, geom.kernel_h, geom.kernel_w, n, geom.out_h, geom.grid_w)
-    strides = (buffer.strides[0], wp * item, item, geom.padded_h * wp * item, s * wp * item, s * item)
-    return xp.lib.stride_tricks.as_strided(buffer, shape=shape, strides=strides)
+    strides = (padded.strides[0], wp * item, item, geom.padded_h * wp * item, s * wp * item, s * item)
+    return xp.lib.stride_tricks.as_strided(padded, shape=shape, strides=strides)
 
 
 def im2col(x, geom: ConvGeometry, out=None, padded=None):
     """``x (N, C, H, W)`` -> ``cols (C*kh*kw, N*Ho*Wg)`` (see the module docstring for the layout).
 
-    ``out`` / ``padded`` are optional reusable buffers for the result and for the padded image.
+    ``out`` / ``padded`` are optional reusable work arrays for the result and for the padded image.
     """
     xp = array_module(x)
     n = x.shape[0]
-    buffer = pad_to_buffer(x, geom, out=padded)
-    windows = _window_view(buffer, n, geom)
+    padded = pad_flat(x, geom, out=padded)
+    windows = _window_view(padded, n, geom)
     if out is None:
-        out = xp.empty((geom.window_size, geom.grid_size(n)), dtype=buffer.dtype)
+        out = xp.empty((geom.window_size, geom.grid_size(n)), dtype=padded.dtype)
     out.reshape(windows.shape)[...] = windows  # the one big copy
     return out
 
@@ -182,11 +182,11 @@ def col2im(cols, n: int, geom: ConvGeometry, padded=None):
     up; the padding is then cut away. Junk grid columns (stride 1) must hold zeros, which they do when
     ``cols`` comes from a product with a gradient whose junk columns are zero (:func:`images_to_grid`).
     We loop over the ``kh*kw`` kernel offsets (not over pixels): each step adds one strided slab of the
-    whole batch, so no slow ``np.add.at`` is needed. ``padded`` is an optional reusable buffer.
+    whole batch, so no slow ``np.add.at`` is needed. ``padded`` is an optional reusable work array.
     """
     xp = array_module(cols)
     if padded is None:
-        padded = xp.zeros(geom.buffer_shape(n), dtype=cols.dtype)
+        padded = xp.zeros(geom.padded_shape(n), dtype=cols.dtype)
     else:
         padded.fill(0)
     windows = _window_view(padded, n, geom)  # a view: writing into it writes into ``padded``
@@ -194,7 +194,7 @@ def col2im(cols, n: int, geom: ConvGeometry, padded=None):
     for i in range(geom.kernel_h):
         for j in range(geom.kernel_w):
             windows[:, i, j] += slabs[:, i, j]
-    return xp.ascontiguousarray(_interior(_images_in_buffer(padded, n, geom), geom).transpose(1, 0, 2, 3))
+    return xp.ascontiguousarray(_interior(_images_in_padded(padded, n, geom), geom).transpose(1, 0, 2, 3))
 
 
 def grid_to_images(y, n: int, geom: ConvGeometry, bias=None):

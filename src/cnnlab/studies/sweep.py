@@ -15,7 +15,7 @@ experiments.
 Parallel trials are separate *processes* (the engine is NumPy: threads would fight over the GIL
 between BLAS calls), started with the ``spawn`` method so that no half-initialised BLAS thread pool is
 inherited. Each worker may use ``cores / jobs`` threads: the ``*_NUM_THREADS`` variables (BLAS) and
-``CNNLAB_THREADS`` (the model's own sharded training step, :func:`cnnlab.parallel.default_threads`) are
+``CNNLAB_THREADS`` (the data-parallel training step, :func:`cnnlab.threads.default_threads`) are
 set in the environment the workers are started with, before they import NumPy — otherwise ``jobs``
 processes times ``cores`` threads each would oversubscribe the machine.
 """
@@ -36,7 +36,7 @@ from .grid import Trial
 
 FINISHED = ("completed", "early_stop")
 EXECUTORS = ("local", "ray")
-#: Thread counts set for the workers: BLAS / OpenMP libraries, and cnnlab's own (``cnnlab.parallel``).
+#: Thread counts set for the workers: BLAS / OpenMP libraries, and cnnlab's own (``cnnlab.threads``).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
                     "NUMEXPR_NUM_THREADS", "CNNLAB_THREADS")
 #: Options that may differ between a trial and the folder it resumes: they change no result.

@@ -1,11 +1,12 @@
-"""The data-parallel training step (cnnlab.parallel): same gradients and updates as the serial step."""
+"""The data-parallel training step (cnnlab.data_parallel): same gradients and updates as the serial step."""
 
 import time
 
 import numpy as np
 import pytest
 
-from cnnlab import parallel
+from cnnlab import data_parallel as parallel
+from cnnlab import threads as threading_tools
 from cnnlab.architectures import build
 from cnnlab.errors import ConfigError
 from cnnlab.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid,
@@ -15,11 +16,20 @@ from cnnlab.model import Sequential
 from cnnlab.optim import Adam
 
 
+def on_threads(model, threads):
+    """The model itself for one thread, else its DataParallel wrapper: both have train_step."""
+    return model if threads == 1 else parallel.DataParallel(model, threads)
+
+
 def small_cnn(threads, dtype=np.float64, head=Softmax, extra=()):
-    """A little CNN on (2, 12, 12) images with every shardable layer kind; seed 0."""
+    """A little CNN on (2, 12, 12) images with every shardable layer kind; seed 0; on ``threads``."""
     layers = [Conv2D(4, 3, padding=1), ReLU(), MaxPool2D(2), Conv2D(6, 3), Tanh(), AvgPool2D(2, stride=1),
               *extra, Flatten(), Dense(12), Sigmoid(), Dense(5), head()]
-    return Sequential(layers, (2, 12, 12), seed=0, dtype=dtype, threads=threads)
+    return on_threads(Sequential(layers, (2, 12, 12), seed=0, dtype=dtype), threads)
+
+
+def model_of(step):
+    return getattr(step, "model", step)
 
 
 @pytest.fixture
@@ -32,13 +42,13 @@ def any_size(monkeypatch):
 def sharded_calls(monkeypatch):
     """Count sharded steps, so that a test cannot pass by silently taking the serial path."""
     calls = []
-    original = parallel.ShardedStep.gradients
+    original = parallel.DataParallel.compute_gradients
 
     def spy(self, *args):
         calls.append(len(args[0]))
         return original(self, *args)
 
-    monkeypatch.setattr(parallel.ShardedStep, "gradients", spy)
+    monkeypatch.setattr(parallel.DataParallel, "compute_gradients", spy)
     return calls
 
 
@@ -48,6 +58,7 @@ def batch(n, shape=(2, 12, 12), classes=5, seed=1):
 
 
 def grads_of(model):
+    model = model_of(model)
     return {f"{i}.{k}": g.copy() for i, layer in enumerate(model.layers) for k, g in layer.grads.items()}
 
 
@@ -89,11 +100,11 @@ def test_presets_train_to_the_same_weights_and_predictions(sharded_calls):
     loss = get_loss("crossentropy")
     for arch in ("lenet5", "vgg-mini"):
         serial, sharded = build(arch, seed=0, dtype=np.float64), build(arch, seed=0, dtype=np.float64)
-        serial.threads, sharded.threads = 1, 2
+        sharded_step = parallel.DataParallel(sharded, 2)
         opt1, opt2 = Adam(lr=1e-2), Adam(lr=1e-2)
         for _ in range(3):
             serial.train_step(x, y, loss, opt1)
-            sharded.train_step(x, y, loss, opt2)
+            sharded_step.train_step(x, y, loss, opt2)
         assert_close(grads_of(serial), grads_of(sharded), rtol=1e-5)
         state1, state2 = serial.state_dict(), sharded.state_dict()
         assert_close(state1, state2, rtol=1e-9)
@@ -105,10 +116,9 @@ def test_float32_matches_up_to_rounding(sharded_calls):
     x, y = batch(32, shape=(1, 28, 28), classes=10)
     x = x.astype(np.float32)
     serial, sharded = build("lenet5", seed=0), build("lenet5", seed=0)
-    serial.threads, sharded.threads = 1, 2
     loss = get_loss("crossentropy")
     serial.train_step(x, y, loss, Adam())
-    sharded.train_step(x, y, loss, Adam())
+    parallel.DataParallel(sharded, 2).train_step(x, y, loss, Adam())
     assert sharded_calls == [32]
     assert_close(grads_of(serial), grads_of(sharded), rtol=1e-4)
 
@@ -118,7 +128,7 @@ def bn_cnn(threads, dtype=np.float64):
     # no bias before a BatchNorm (it would be cancelled: its gradient is rounding noise)
     layers = [Conv2D(4, 3, padding=1, use_bias=False), BatchNorm(), ReLU(), MaxPool2D(2), Conv2D(6, 3), Tanh(),
               Flatten(), Dense(12, use_bias=False), BatchNorm(), Sigmoid(), Dense(5), Softmax()]
-    return Sequential(layers, (2, 12, 12), seed=0, dtype=dtype, threads=threads)
+    return on_threads(Sequential(layers, (2, 12, 12), seed=0, dtype=dtype), threads)
 
 
 @pytest.mark.parametrize("n, threads", [(32, 2), (27, 3)])
@@ -139,7 +149,7 @@ def test_batchnorm_shards_use_the_whole_batch_statistics(any_size, sharded_calls
     assert g1.keys() == g2.keys()
     for key in g1:
         np.testing.assert_allclose(g2[key], g1[key], rtol=1e-8, atol=1e-14, err_msg=key)
-    states = serial.state_dict(), sharded.state_dict()
+    states = serial.state_dict(), sharded.model.state_dict()
     assert any("running_mean" in key for key in states[0])
     for key, value in states[0].items():  # weights and running averages (updated once per step, not per shard)
         np.testing.assert_allclose(states[1][key], value, rtol=1e-8, atol=1e-12, err_msg=key)
@@ -148,17 +158,18 @@ def test_batchnorm_shards_use_the_whole_batch_statistics(any_size, sharded_calls
 
 
 def test_batchnorm_models_copy_and_pickle_after_a_sharded_step(any_size, sharded_calls):
-    """The replicas hold thread barriers, which cannot be copied: copies leave them out and rebuild."""
+    """The replicas (which hold thread barriers) live in the wrapper, never in the model: a model trained
+    in parallel copies and pickles, and its copies train in parallel again."""
     import copy
     import pickle
 
-    model = bn_cnn(2)
-    model.train_step(*batch(32), get_loss("crossentropy"), Adam())
-    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert twin._sharded is None
+    step = bn_cnn(2)
+    step.train_step(*batch(32), get_loss("crossentropy"), Adam())
+    for twin in (copy.deepcopy(step.model), pickle.loads(pickle.dumps(step.model))):
+        assert all(type(layer) in (type(own) for own in step.model.layers) for layer in twin.layers)
         x, _ = batch(4, seed=3)
-        np.testing.assert_array_equal(twin.predict_proba(x), model.predict_proba(x))
-        twin.train_step(*batch(32), get_loss("crossentropy"), Adam())
+        np.testing.assert_array_equal(twin.predict_proba(x), step.model.predict_proba(x))
+        parallel.DataParallel(twin, 2).train_step(*batch(32), get_loss("crossentropy"), Adam())
     assert sharded_calls == [32, 32, 32]
 
 
@@ -169,7 +180,7 @@ def test_batchnorm_steps_started_in_pool_threads_do_not_wait_for_each_other(any_
     models = [bn_cnn(2), bn_cnn(2)]
     loss = get_loss("crossentropy")
     start = time.perf_counter()
-    values = parallel.map_in_threads(lambda m: m.train_step(*batch(32), loss, Adam())[0], models, 2)
+    values = threading_tools.map_in_threads(lambda m: m.train_step(*batch(32), loss, Adam())[0], models, 2)
     assert all(np.isfinite(v) for v in values) and time.perf_counter() - start < 10
 
 
@@ -205,7 +216,7 @@ def test_dropout_draws_the_masks_of_the_serial_step(any_size, sharded_calls, fro
     loss = get_loss("crossentropy")
     serial = small_cnn(1, extra=(Dropout(0.5), Dropout(0.3)))
     sharded = small_cnn(2, extra=(Dropout(0.5), Dropout(0.3)))
-    for model in (serial, sharded):
+    for model in (serial, sharded.model):
         for layer in model.layers:
             if layer.kind == "Dropout":
                 layer.freeze_mask(frozen)
@@ -214,31 +225,33 @@ def test_dropout_draws_the_masks_of_the_serial_step(any_size, sharded_calls, fro
         sharded.train_step(x, y, loss, Adam())
         assert_close(grads_of(serial), grads_of(sharded), rtol=1e-10)
     assert sharded_calls == [32, 32]
-    masks = [(a._mask, b._mask) for a, b in zip(serial.layers, sharded.layers) if a.kind == "Dropout"]
+    masks = [(a._mask, b._mask) for a, b in zip(serial.layers, sharded.model.layers) if a.kind == "Dropout"]
     assert len(masks) == 2 and all(np.array_equal(a, b) for a, b in masks)
 
 
 def test_small_models_and_small_batches_train_serially(any_size, sharded_calls, monkeypatch):
-    model = small_cnn(2)
+    model = small_cnn(1)
+    step = parallel.training_step(model, 2)
+    assert isinstance(step, parallel.DataParallel)
     loss = get_loss("crossentropy")
-    model.train_step(*batch(2 * parallel.MIN_SHARD - 1), loss, Adam())  # too small to split
+    step.train_step(*batch(2 * parallel.MIN_SHARD - 1), loss, Adam())  # too small to split
     assert sharded_calls == []
-    model.train_step(*batch(2 * parallel.MIN_SHARD), loss, Adam())
+    step.train_step(*batch(2 * parallel.MIN_SHARD), loss, Adam())
     assert sharded_calls == [2 * parallel.MIN_SHARD]
     monkeypatch.setattr(parallel, "MIN_FLOPS_PER_SAMPLE", 10**12)  # now the model is "too small to gain"
-    model.train_step(*batch(32), loss, Adam())
-    assert sharded_calls == [2 * parallel.MIN_SHARD]
+    assert parallel.training_step(model, 2) is model
+    assert parallel.training_step(small_cnn(1, extra=(Dropout(0.5),)), 1).__class__.__name__ == "Sequential"
 
 
 def test_replicas_share_parameters_but_not_gradients_or_buffers(any_size):
-    model = small_cnn(2)
-    model.train_step(*batch(32), get_loss("crossentropy"), Adam())
-    conv = model.layers[0]
-    twins = [replica[0] for replica in model._sharded.replicas]
+    step = small_cnn(2)
+    step.train_step(*batch(32), get_loss("crossentropy"), Adam())
+    conv = step.model.layers[0]
+    twins = [replica.layers[0] for replica in step.replicas]
     for twin in twins:
         assert twin.params is conv.params
-        assert twin.grads is not conv.grads and twin._buffers is not conv._buffers
-    assert twins[0]._buffers["cols"] is not twins[1]._buffers["cols"]
+        assert twin.grads is not conv.grads and twin._work is not conv._work
+    assert twins[0]._work["cols"] is not twins[1]._work["cols"]
 
 
 def test_replaced_parameter_arrays_are_used(any_size):
@@ -247,7 +260,7 @@ def test_replaced_parameter_arrays_are_used(any_size):
     loss = get_loss("crossentropy")
     serial, sharded = small_cnn(1), small_cnn(2)
     sharded.train_step(x, y, loss, Adam())  # builds the replicas
-    for src, dst in zip(serial.layers, sharded.layers):
+    for src, dst in zip(serial.layers, sharded.model.layers):
         dst.params = {k: v.copy() for k, v in src.params.items()}
     serial.train_step(x, y, loss, Adam())
     sharded.train_step(x, y, loss, Adam())
@@ -257,7 +270,9 @@ def test_replaced_parameter_arrays_are_used(any_size):
 @pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
 def test_threads_must_be_a_positive_integer(threads):
     with pytest.raises(ConfigError, match="threads"):
-        small_cnn(threads)
+        parallel.DataParallel(small_cnn(1), threads)
+    with pytest.raises(ConfigError, match="threads"):
+        parallel.training_step(small_cnn(1), threads)
 
 
 def test_predict_proba_runs_batches_in_threads_with_the_same_result(monkeypatch):
@@ -270,6 +285,7 @@ def test_predict_proba_runs_batches_in_threads_with_the_same_result(monkeypatch)
     serial = small_cnn(1, extra=(BatchNorm(), Dropout(0.5)))
     threaded = small_cnn(2, extra=(BatchNorm(), Dropout(0.5)))
     expected = serial.predict_proba(x, batch_size=7)
+    assert isinstance(threaded, parallel.DataParallel)
     got = threaded.predict_proba(x, batch_size=7)
     assert calls == [8]  # ceil(50 / 7) batches, in order
     np.testing.assert_allclose(got, expected, rtol=1e-12)
@@ -277,7 +293,7 @@ def test_predict_proba_runs_batches_in_threads_with_the_same_result(monkeypatch)
 
 
 def test_map_in_threads_keeps_order_and_raises():
-    assert parallel.map_in_threads(lambda v: v * v, list(range(20)), 3) == [v * v for v in range(20)]
+    assert threading_tools.map_in_threads(lambda v: v * v, list(range(20)), 3) == [v * v for v in range(20)]
 
     def fail_on_seven(v):
         if v == 7:
@@ -285,30 +301,30 @@ def test_map_in_threads_keeps_order_and_raises():
         return v
 
     with pytest.raises(ValueError, match="seven"):
-        parallel.map_in_threads(fail_on_seven, list(range(10)), 2)
+        threading_tools.map_in_threads(fail_on_seven, list(range(10)), 2)
 
 
 def test_cnnlab_threads_sets_the_default_thread_count(monkeypatch):
-    monkeypatch.delenv(parallel.THREADS_VARIABLE, raising=False)
-    cores = parallel.default_threads()
+    monkeypatch.delenv(threading_tools.THREADS_VARIABLE, raising=False)
+    cores = threading_tools.default_threads()
     assert cores >= 1
-    monkeypatch.setenv(parallel.THREADS_VARIABLE, str(cores + 3))
-    assert parallel.default_threads() == cores + 3
+    monkeypatch.setenv(threading_tools.THREADS_VARIABLE, str(cores + 3))
+    assert threading_tools.default_threads() == cores + 3
     for bad in ("0", "-2", "two", "1.5"):
-        monkeypatch.setenv(parallel.THREADS_VARIABLE, bad)
+        monkeypatch.setenv(threading_tools.THREADS_VARIABLE, bad)
         with pytest.raises(ConfigError, match=f"CNNLAB_THREADS must be a positive integer.*{bad!r}"):
-            parallel.default_threads()
+            threading_tools.default_threads()
 
 
-def test_a_model_without_threads_follows_cnnlab_threads(any_size, sharded_calls, monkeypatch):
+def test_threads_none_follows_cnnlab_threads(any_size, sharded_calls, monkeypatch):
     x, y = batch(32)
-    model = small_cnn(None)
-    monkeypatch.setenv(parallel.THREADS_VARIABLE, "1")
-    model.train_step(x, y, get_loss("crossentropy"), Adam())
-    assert sharded_calls == []  # one thread: the serial step
-    monkeypatch.setenv(parallel.THREADS_VARIABLE, "2")
-    model.train_step(x, y, get_loss("crossentropy"), Adam())
-    assert sharded_calls == [32] and model._sharded.threads == 2
+    model = small_cnn(1)
+    monkeypatch.setenv(threading_tools.THREADS_VARIABLE, "1")
+    assert parallel.training_step(model) is model  # one thread: the serial step
+    monkeypatch.setenv(threading_tools.THREADS_VARIABLE, "2")
+    step = parallel.training_step(model)
+    step.train_step(x, y, get_loss("crossentropy"), Adam())
+    assert sharded_calls == [32] and step.threads == 2
 
 
 class FakeBlas:
@@ -341,7 +357,7 @@ def test_overlapping_calls_restore_the_blas_threads_when_the_last_one_ends(monke
     import threading
 
     blas = FakeBlas(3)
-    monkeypatch.setattr(parallel, "_CONTROLLER", [blas])
+    monkeypatch.setattr(threading_tools, "_CONTROLLER", [blas])
     inside = {"a": threading.Event(), "b": threading.Event()}
     release = {"a": threading.Event(), "b": threading.Event()}
 
@@ -349,7 +365,7 @@ def test_overlapping_calls_restore_the_blas_threads_when_the_last_one_ends(monke
         def hold(_):
             inside[name].set()
             assert release[name].wait(10)
-        parallel.map_in_threads(hold, [0, 1], 2)
+        threading_tools.map_in_threads(hold, [0, 1], 2)
 
     a, b = threading.Thread(target=call, args=("a",)), threading.Thread(target=call, args=("b",))
     a.start()
@@ -367,7 +383,7 @@ def test_overlapping_calls_restore_the_blas_threads_when_the_last_one_ends(monke
         raise ValueError("no")
 
     with pytest.raises(ValueError):
-        parallel.map_in_threads(fail, [0, 1], 2)
+        threading_tools.map_in_threads(fail, [0, 1], 2)
     assert blas.threads == 3  # also after an exception
 
 
@@ -389,7 +405,7 @@ def test_map_in_threads_waits_for_its_helpers_when_the_caller_raises():
         running.remove(item)
 
     with pytest.raises(ValueError, match="caller failed"):
-        parallel.map_in_threads(fn, list(range(10)), 2)
+        threading_tools.map_in_threads(fn, list(range(10)), 2)
     assert running == []  # the helper had finished before the exception reached us
     assert len(calls) < 10  # and took no new item after the failure
 
@@ -414,7 +430,7 @@ def test_dropout_draw_mask_is_the_mask_forward_uses():
 def test_sharded_step_draws_dropout_masks_without_a_forward_pass(any_size, sharded_calls, monkeypatch):
     """The model's own Dropout layers only draw masks; the replicas alone run forward passes."""
     model = small_cnn(2, extra=(Dropout(0.5),))
-    own = next(layer for layer in model.layers if layer.kind == "Dropout")
+    own = next(layer for layer in model.model.layers if layer.kind == "Dropout")
     forwarded = []
     original = Dropout.forward
     monkeypatch.setattr(Dropout, "forward", lambda self, x, training=False: forwarded.append(self)
