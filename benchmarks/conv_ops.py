@@ -34,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover
     sys.exit("this benchmark compares with PyTorch: pip install torch")
 
-from cnnlab.layers import AvgPool2D, Conv2D, MaxPool2D  # noqa: E402
+from cnnlab.engine.layers import AvgPool2D, Conv2D, MaxPool2D  # noqa: E402
 
 # (network, label, per-sample input shape, cnnlab layer, torch module, first layer?)
 CASES = [

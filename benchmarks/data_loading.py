@@ -102,9 +102,9 @@ def main() -> None:
         print(f"  {label:<38} {rates[label]:>10,.0f} images/s")
 
     try:
-        from cnnlab.architectures import build
-        from cnnlab.losses import SoftmaxCrossEntropy
-        from cnnlab.optim import SGD
+        from cnnlab.training.presets import build
+        from cnnlab.engine.losses import SoftmaxCrossEntropy
+        from cnnlab.engine.optim import SGD
 
         model = build("lenet5", (1, 28, 28), 10, seed=0)
         loss, opt = SoftmaxCrossEntropy(), SGD(0.1)

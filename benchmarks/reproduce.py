@@ -1,6 +1,6 @@
 """Reproduce the classic MNIST results (issue 4's table) and keep them in ``docs/results.md``.
 
-Every row of the table is one or two training configurations run through :func:`cnnlab.runs.train_run`
+Every row of the table is one or two training configurations run through :func:`cnnlab.training.runs.train_run`
 (the same code as ``cnnlab train``), once per seed. The measured figures go to ``docs/results.json``;
 ``docs/results.md`` is rendered from it, so rows that were not run this time keep their previous
 values, and rows never run say so.
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from cnnlab import atomic  # noqa: E402
-from cnnlab.config import TrainConfig  # noqa: E402
+from cnnlab.training.config import TrainConfig  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results.json"
 FORMAT_VERSION = 1
@@ -179,7 +179,7 @@ def part_summary(history, summary: dict) -> dict:
 
 def run_row(row: Row, args, echo=print) -> dict:
     """Train every part of ``row`` for every seed; returns its results entry."""
-    from cnnlab.runs import train_run
+    from cnnlab.training.runs import train_run
 
     runs = []
     for k in range(args.runs):

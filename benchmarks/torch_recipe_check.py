@@ -20,7 +20,7 @@ import numpy as np
 def main(argv=None) -> None:
     import torch
 
-    from cnnlab.architectures import build
+    from cnnlab.training.presets import build
     from cnnlab.data import load_dataset, train_val_split
     from cnnlab.torch_bridge import to_torch
 

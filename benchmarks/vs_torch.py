@@ -61,7 +61,7 @@ def load_test_images():
 def make_optimizers(name, lr, torch_params):
     import torch
 
-    from cnnlab.optim import SGD, Adam
+    from cnnlab.engine.optim import SGD, Adam
 
     if name == "adam":
         return Adam(lr=lr), torch.optim.Adam(torch_params, lr=lr)
@@ -172,9 +172,9 @@ def _start_peak() -> int:
 def memory_child(library: str, arch: str, images: int, batch: int, threads: int) -> None:
     """Body of the memory subprocess: build, load, reset the peak RSS, train one epoch, print the growth."""
     x, y, _ = load_images(images)
-    from cnnlab.architectures import build
+    from cnnlab.training.presets import build
     from cnnlab.data_parallel import training_step
-    from cnnlab.losses import get_loss
+    from cnnlab.engine.losses import get_loss
 
     model = build(arch, seed=0)
     if library == "torch":
@@ -190,7 +190,7 @@ def memory_child(library: str, arch: str, images: int, batch: int, threads: int)
         before = _start_peak()
         torch_epoch(net, opt, tx, ty, batch)
     else:
-        from cnnlab.optim import Adam
+        from cnnlab.engine.optim import Adam
 
         before = _start_peak()
         cnnlab_epoch(training_step(model, threads), Adam(lr=1e-3), get_loss("crossentropy"), x, y, batch)
@@ -211,9 +211,9 @@ def latency(fn, repeats=300):
 def bench_arch(arch, x, y, test_x, batch, optimizer, lr, epochs, threads):
     import torch
 
-    from cnnlab.architectures import build
+    from cnnlab.training.presets import build
     from cnnlab.data_parallel import DataParallel, training_step
-    from cnnlab.losses import get_loss
+    from cnnlab.engine.losses import get_loss
     from cnnlab.torch_bridge import to_torch
 
     built = build(arch, seed=0)
@@ -273,8 +273,8 @@ def bench_arch(arch, x, y, test_x, batch, optimizer, lr, epochs, threads):
 
 def profile(arch, x, y, batch, steps=20):
     """Per-layer forward/backward time of a serial cnnlab training step (median over ``steps`` steps)."""
-    from cnnlab.architectures import build
-    from cnnlab.timing import profile_layers
+    from cnnlab.training.presets import build
+    from cnnlab.bench.timing import profile_layers
 
     result = profile_layers(build(arch, seed=0), x[:batch], y[:batch], steps=steps, arch=arch)
     print(f"\nProfile of one serial cnnlab training step, batch {batch}")

@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
-from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.gradcheck import check_layer
-from cnnlab.layers.activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
+from cnnlab.engine.errors import ConfigError, ShapeError
+from cnnlab.engine.gradcheck import check_layer
+from cnnlab.engine.layers.activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, sigmoid, softmax
 
 # Central differences on Σ y ⊙ R over a few hundred elements carry round-off of about 1e-9 absolute, i.e.
 # up to ~1e-6 relative on the smallest gradients; a wrong derivative is off by 1e-2 or more.

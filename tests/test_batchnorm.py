@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.gradcheck import check_layer
-from cnnlab.layers.normalization import BatchNorm
+from cnnlab.engine.errors import ConfigError, ShapeError
+from cnnlab.engine.gradcheck import check_layer
+from cnnlab.engine.layers.normalization import BatchNorm
 
 SHAPES = {"after-conv": (4, 3, 3, 3), "after-dense": (6, 5)}
 

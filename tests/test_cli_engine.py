@@ -17,7 +17,7 @@ def test_gradcheck_passes_for_lenet5(capsys):
 
 
 def test_gradcheck_exit_code_1_when_a_gradient_is_wrong(capsys, monkeypatch):
-    from cnnlab.layers.dense import Dense
+    from cnnlab.engine.layers.dense import Dense
 
     original = Dense.backward
 

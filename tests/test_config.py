@@ -2,8 +2,8 @@
 
 import pytest
 
-from cnnlab.config import MONITORS, TrainConfig, read_config_file, resolved
-from cnnlab.errors import ConfigError
+from cnnlab.training.config import MONITORS, TrainConfig, read_config_file, resolved
+from cnnlab.engine.errors import ConfigError
 
 
 def test_defaults_are_valid_and_lr_follows_the_optimizer():
@@ -105,7 +105,7 @@ def test_resolved_record_has_versions_seed_and_derived_values():
 
 
 def test_layers_from_a_config_file_build_the_model(tmp_path):
-    from cnnlab.runs import build_model
+    from cnnlab.training.runs import build_model
 
     path = tmp_path / "net.toml"
     path.write_text('layers = [{type = "Flatten"}, {type = "Dense", units = 12}, {type = "ReLU"},\n'
@@ -116,7 +116,7 @@ def test_layers_from_a_config_file_build_the_model(tmp_path):
 
 
 def test_mlp_output_follows_the_loss():
-    from cnnlab.runs import build_model
+    from cnnlab.training.runs import build_model
 
     softmax = build_model(TrainConfig(arch="mlp:784-30-10"), (1, 28, 28), 10)
     sigmoid = build_model(TrainConfig(arch="mlp:784-30-10", loss="quadratic"), (1, 28, 28), 10)
@@ -171,8 +171,8 @@ def test_known_names_pass_in_any_case_and_layers_skip_the_preset_check():
 
 
 def test_weight_decay_is_passed_only_when_given_so_adamw_keeps_its_default():
-    from cnnlab.optim import AdamW
-    from cnnlab.runs import build_optimizer
+    from cnnlab.engine.optim import AdamW
+    from cnnlab.training.runs import build_optimizer
 
     optimizer, decay = build_optimizer(TrainConfig(optimizer="adamw"), n_train=1000)
     assert isinstance(optimizer, AdamW) and optimizer.weight_decay == decay == 1e-2

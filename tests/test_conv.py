@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.gradcheck import check_layer
-from cnnlab.layers.conv import Conv2D
+from cnnlab.engine.errors import ConfigError, ShapeError
+from cnnlab.engine.gradcheck import check_layer
+from cnnlab.engine.layers.conv import Conv2D
 
 
 # -- a clear, slow reference: the definitions written as loops ---------------------------------------------

@@ -14,7 +14,7 @@ from cnnlab.data.augment import (
     save_augmentation_grid,
     warp,
 )
-from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.engine.errors import ConfigError, ShapeError
 
 
 def batch(n=6, c=1, h=9, w=9, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnlab.data import Batches, Dataset, channel_stats, one_hot, to_float
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.engine.errors import ConfigError, DataError
 
 
 def dataset(n=103, channels=1):
@@ -144,11 +144,11 @@ def test_every_caller_takes_its_default_from_io_mnist_preprocessing(monkeypatch)
     """One default (cnnlab.io.MNIST_PREPROCESSING) and one function: changing the default changes every
     path from pixels to network inputs alike."""
     from cnnlab import io
-    from cnnlab.architectures import build
+    from cnnlab.training.presets import build
     from cnnlab.data.augment import Augmentation
-    from cnnlab.runs import preprocessing_for
+    from cnnlab.training.runs import preprocessing_for
     from cnnlab.serve.recognize import model_inputs
-    from cnnlab.train import to_inputs
+    from cnnlab.training.loop import to_inputs
     from cnnlab.visualize import model_input
 
     monkeypatch.setitem(io.MNIST_PREPROCESSING, "scale", 1 / 100)

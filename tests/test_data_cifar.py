@@ -21,7 +21,7 @@ from cnnlab.data.cifar import (
     write_cifar_batch,
 )
 from cnnlab.data.verify import ChecksumError
-from cnnlab.errors import DataError
+from cnnlab.engine.errors import DataError
 
 SPEC = registry.CIFAR10
 

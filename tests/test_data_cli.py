@@ -10,7 +10,7 @@ from PIL import Image
 
 from cnnlab.data.cli import data
 from cnnlab.data.registry import get_spec
-from cnnlab.errors import DataError
+from cnnlab.engine.errors import DataError
 
 
 def run(*args, env=None):

@@ -12,7 +12,7 @@ from cnnlab.data import download_dataset, load_dataset
 from cnnlab.data.download import fetch, mirror_urls
 from cnnlab.data.registry import get_spec
 from cnnlab.data.verify import CorruptFileWarning
-from cnnlab.errors import DataError
+from cnnlab.engine.errors import DataError
 
 FILES = get_spec("mnist").files()
 

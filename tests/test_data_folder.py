@@ -8,7 +8,7 @@ from PIL import Image
 
 from cnnlab.data import load_dataset
 from cnnlab.data.folder import load_image_folder
-from cnnlab.errors import DataError
+from cnnlab.engine.errors import DataError
 
 
 def save(path, array, mode):

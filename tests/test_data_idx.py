@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnlab.data.idx import check_pair, encode_idx, parse_idx, read_idx, write_idx
-from cnnlab.errors import DataError
+from cnnlab.engine.errors import DataError
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])

@@ -13,7 +13,7 @@ import pytest
 from cnnlab.data import load_dataset, paths, verify
 from cnnlab.data.idx import encode_idx
 from cnnlab.data.registry import DATASETS, DIGITS, FASHION_CLASSES, get_spec
-from cnnlab.errors import DataError
+from cnnlab.engine.errors import DataError
 
 # -- where data lives ------------------------------------------------------------------------------
 

@@ -7,13 +7,13 @@ import pytest
 
 from cnnlab import data_parallel as parallel
 from cnnlab import threads as threading_tools
-from cnnlab.architectures import build
-from cnnlab.errors import ConfigError
-from cnnlab.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid,
+from cnnlab.training.presets import build
+from cnnlab.engine.errors import ConfigError
+from cnnlab.engine.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sigmoid,
                            Softmax, Tanh)
-from cnnlab.losses import get_loss
-from cnnlab.model import Sequential
-from cnnlab.optim import Adam
+from cnnlab.engine.losses import get_loss
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.optim import Adam
 
 
 def on_threads(model, threads):

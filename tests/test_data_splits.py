@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnlab.data import Dataset, balanced_subset, classic_mnist_split, first_n, train_val_split
-from cnnlab.errors import DataError
+from cnnlab.engine.errors import DataError
 
 
 def dataset(n=1000, seed=0, num_classes=10, weights=None):

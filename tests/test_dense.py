@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.gradcheck import check_layer
-from cnnlab.layers.dense import Dense
-from cnnlab.layers.reshape import Flatten
+from cnnlab.engine.errors import ConfigError, ShapeError
+from cnnlab.engine.gradcheck import check_layer
+from cnnlab.engine.layers.dense import Dense
+from cnnlab.engine.layers.reshape import Flatten
 
 TOL = 1e-6
 

@@ -11,13 +11,13 @@ import types
 import numpy as np
 import pytest
 
-from cnnlab import backend
-from cnnlab.architectures import build
-from cnnlab.device import (available_devices, model_device, optimizer_to_device, synchronize, to_device,
+from cnnlab.engine import backend
+from cnnlab.training.presets import build
+from cnnlab.engine.device import (available_devices, model_device, optimizer_to_device, synchronize, to_device,
                            to_device_array)
-from cnnlab.errors import ConfigError
-from cnnlab.losses import get_loss
-from cnnlab.optim import Adam
+from cnnlab.engine.errors import ConfigError
+from cnnlab.engine.losses import get_loss
+from cnnlab.engine.optim import Adam
 
 
 class FakeGpuArray(np.ndarray):
@@ -178,7 +178,7 @@ def test_real_gpu_training_step_matches_cpu():
 def test_fit_on_the_gpu_trains_there_and_matches_the_cpu(fake_gpu):
     """``fit(device="gpu")`` moves the model and the optimizer, copies every batch and its labels over,
     and computes exactly what the CPU computes; evaluation follows the model to its device."""
-    from cnnlab.train import evaluate, fit
+    from cnnlab.training.loop import evaluate, fit
 
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)

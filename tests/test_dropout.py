@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.gradcheck import check_layer
-from cnnlab.layers.dropout import Dropout
+from cnnlab.engine.errors import ConfigError, ShapeError
+from cnnlab.engine.gradcheck import check_layer
+from cnnlab.engine.layers.dropout import Dropout
 
 
 def test_rate_zero_is_identity_in_training():

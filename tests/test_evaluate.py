@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cnnlab.errors import ShapeError
+from cnnlab.engine.errors import ShapeError
 from cnnlab.evaluate import (confusion_matrix, evaluate_model, evaluate_predictions, format_confusion,
                              predicted_classes)
 
@@ -58,8 +58,8 @@ def test_predicted_classes_for_one_sigmoid_unit_and_logits():
 
 
 def test_evaluate_model_agrees_with_predict_and_loss():
-    from cnnlab.architectures import build
-    from cnnlab.losses import get_loss
+    from cnnlab.training.presets import build
+    from cnnlab.engine.losses import get_loss
 
     model = build("mlp:784-16-10", seed=1, output="softmax")
     rng = np.random.default_rng(0)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cnnlab.errors import ConfigError
-from cnnlab.ops.im2col import (ConvGeometry, col2im, conv_output_size, grid_to_images, im2col, images_to_grid,
+from cnnlab.engine.errors import ConfigError
+from cnnlab.engine.ops.im2col import (ConvGeometry, col2im, conv_output_size, grid_to_images, im2col, images_to_grid,
                                same_padding)
 
 GEOMETRIES = [  # (C, H, W, kh, kw, stride, pad_h, pad_w)

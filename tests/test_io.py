@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cnnlab.architectures import build
-from cnnlab.errors import ModelFileError
+from cnnlab.training.presets import build
+from cnnlab.engine.errors import ModelFileError
 from cnnlab.io import load_model, read_model_info, save_model
 
 

@@ -5,11 +5,11 @@ import warnings
 import numpy as np
 import pytest
 
-from cnnlab import losses
-from cnnlab.errors import CnnlabError, ConfigError, NumericalError, ShapeError
-from cnnlab.gradcheck import check_loss
-from cnnlab.layers import activations
-from cnnlab.layers.activations import sigmoid, softmax
+from cnnlab.engine import losses
+from cnnlab.engine.errors import CnnlabError, ConfigError, NumericalError, ShapeError
+from cnnlab.engine.gradcheck import check_loss
+from cnnlab.engine.layers import activations
+from cnnlab.engine.layers.activations import sigmoid, softmax
 
 N, K = 6, 4
 TOL = 1e-6

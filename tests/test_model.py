@@ -5,11 +5,11 @@ import re
 import numpy as np
 import pytest
 
-from cnnlab.architectures import build, parse_arch
-from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.gradcheck import check_model
-from cnnlab.losses import get_loss
-from cnnlab.optim import SGD, Adam
+from cnnlab.training.presets import build, parse_arch
+from cnnlab.engine.errors import ConfigError, ShapeError
+from cnnlab.engine.gradcheck import check_model
+from cnnlab.engine.losses import get_loss
+from cnnlab.engine.optim import SGD, Adam
 
 
 def param_column(summary: str) -> list[str]:

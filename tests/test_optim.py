@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from cnnlab import optim
-from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.engine import optim
+from cnnlab.engine.errors import ConfigError, ShapeError
 
 STEPS = 5
 

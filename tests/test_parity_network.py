@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cnnlab.architectures import build
-from cnnlab.losses import get_loss
-from cnnlab.optim import SGD, Adam
+from cnnlab.training.presets import build
+from cnnlab.engine.losses import get_loss
+from cnnlab.engine.optim import SGD, Adam
 
 torch = pytest.importorskip("torch", reason="parity tests need torch (pip install -e '.[test]')")
 from cnnlab.torch_bridge import to_torch, torch_grads_by_cnnlab_name  # noqa: E402

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.gradcheck import check_layer
-from cnnlab.layers.pooling import AvgPool2D, MaxPool2D
+from cnnlab.engine.errors import ConfigError, ShapeError
+from cnnlab.engine.gradcheck import check_layer
+from cnnlab.engine.layers.pooling import AvgPool2D, MaxPool2D
 
 
 def naive_pool(x, pool, stride, kind):

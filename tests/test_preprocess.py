@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from cnnlab.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.preprocess import (
     MAX_IMAGE_PIXELS,
     ImageError,

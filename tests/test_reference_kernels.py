@@ -1,13 +1,13 @@
-"""The fast kernels against the readable reference (cnnlab.ops.reference), and the reference against the
+"""The fast kernels against the readable reference (cnnlab.engine.ops.reference), and the reference against the
 definitions written as loops. float64, 1e-10, on awkward shapes: odd sizes, stride 2, padding, 1/3/7
 channels, batch 1 and 257."""
 
 import numpy as np
 import pytest
 
-from cnnlab.layers.conv import Conv2D
-from cnnlab.layers.pooling import AvgPool2D, MaxPool2D
-from cnnlab.ops import reference
+from cnnlab.engine.layers.conv import Conv2D
+from cnnlab.engine.layers.pooling import AvgPool2D, MaxPool2D
+from cnnlab.engine.ops import reference
 from test_conv import naive_conv, naive_conv_backward
 from test_pooling import naive_pool
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.config import TrainConfig
+from cnnlab.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_every_row_is_a_valid_config_and_the_issue_table_is_covered(repro):
 
 
 def test_train_commands_use_only_real_cnnlab_train_options(repro):
-    from cnnlab.train_cli import train
+    from cnnlab.training.cli import train
 
     known = {opt for param in train.params for opt in param.opts + param.secondary_opts}
     for row in repro.ROWS:

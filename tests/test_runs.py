@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.config import TrainConfig
-from cnnlab.errors import ConfigError, NumericalError
+from cnnlab.training.config import TrainConfig
+from cnnlab.engine.errors import ConfigError, NumericalError
 from cnnlab.io import load_model, read_model_info
 from cnnlab.data.loading import load_dataset
-from cnnlab.runs import RunFolder, load_checkpoint, load_data, train_run
-from cnnlab.train import Callback
+from cnnlab.training.runs import RunFolder, load_checkpoint, load_data, train_run
+from cnnlab.training.loop import Callback
 
 DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 pytestmark = [
@@ -63,8 +63,8 @@ def test_run_folder_holds_every_file_and_the_model_loads(tmp_path):
 
 
 def test_standardize_stores_the_training_split_statistics_and_evaluation_uses_them(tmp_path):
-    from cnnlab.runs import preprocessing_for
-    from cnnlab.train import evaluate
+    from cnnlab.training.runs import preprocessing_for
+    from cnnlab.training.loop import evaluate
 
     run, _, model = train_run(TrainConfig(**{**SMALL, "epochs": 1, "test": True}, standardize=True,
                                           out=str(tmp_path)), echo=quiet)
@@ -136,8 +136,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     run = RunFolder(tmp_path / "nan")
     assert any("last good checkpoint (epoch 1)" in line for line in lines)
     assert not run.model.exists()  # the diverged weights are not saved as the final model
-    from cnnlab.architectures import build
-    from cnnlab.optim import SGD
+    from cnnlab.training.presets import build
+    from cnnlab.engine.optim import SGD
 
     model = build("mlp:784-16-10", output="softmax")
     meta = load_checkpoint(run.checkpoint, model, SGD(0.1, momentum=0.9), np.random.default_rng())

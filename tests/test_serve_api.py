@@ -51,7 +51,7 @@ def decode_data_url(url: str) -> np.ndarray:
 class TemplateModel:
     """Stand-in for a trained network: nearest template (correlation) among drawn 0, 1 and 7.
 
-    Same interface as ``cnnlab.model.Sequential``: ``predict_proba((N,1,28,28)) -> (N,10)`` and
+    Same interface as ``cnnlab.engine.model.Sequential``: ``predict_proba((N,1,28,28)) -> (N,10)`` and
     ``feature_maps(x) -> [(name, (N,C,H,W))]``. It also records how many calls overlap in time.
     """
 
@@ -329,7 +329,7 @@ def test_predict_command_text_json_number_and_show(run_predict, tmp_path):
 
 
 def test_predict_command_refuses_bad_input(run_predict, tmp_path):
-    from cnnlab.errors import CnnlabError
+    from cnnlab.engine.errors import CnnlabError
 
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image")

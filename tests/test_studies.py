@@ -11,7 +11,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cnnlab.errors import ConfigError
+from cnnlab.engine.errors import ConfigError
 from cnnlab.studies import datasize, initialization, overfitting
 from cnnlab.studies.cli import study
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.engine.errors import CnnlabError, ConfigError
 from cnnlab.studies.grid import load_grid, parse_grid, trial_name
 from cnnlab.studies.report import collect, count_parameters
 from cnnlab.studies.sweep import run_sweep, run_trials

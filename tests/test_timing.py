@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cnnlab import backend
-from cnnlab.architectures import build
-from cnnlab.errors import ConfigError
+from cnnlab.engine import backend
+from cnnlab.training.presets import build
+from cnnlab.engine.errors import ConfigError
 from cnnlab.inspect_cli import bench
-from cnnlab.timing import EpochSpeed, benchmark_images, epoch_speed, layer_class, profile_layers
+from cnnlab.bench.timing import EpochSpeed, benchmark_images, epoch_speed, layer_class, profile_layers
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_benchmark_images_fall_back_to_random(tmp_path):
 
 
 def test_benchmark_images_refuse_an_unknown_dataset_instead_of_timing_noise(tmp_path):
-    from cnnlab.errors import DataError
+    from cnnlab.engine.errors import DataError
 
     with pytest.raises(DataError, match="unknown dataset 'nosuch'"):
         benchmark_images(5, dataset="nosuch", data_dir=tmp_path)

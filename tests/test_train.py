@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from cnnlab.errors import NumericalError, ShapeError
-from cnnlab.layers import BatchNorm, Dense, Dropout, Flatten, ReLU, Softmax
-from cnnlab.model import Sequential
-from cnnlab.optim import Adam, StepLR
-from cnnlab.train import Callback, History, batch_bounds, evaluate, fit, format_row, to_inputs
+from cnnlab.engine.errors import NumericalError, ShapeError
+from cnnlab.engine.layers import BatchNorm, Dense, Dropout, Flatten, ReLU, Softmax
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.optim import Adam, StepLR
+from cnnlab.training.loop import Callback, History, batch_bounds, evaluate, fit, format_row, to_inputs
 
 
 def toy_data(n=400, seed=0, classes=4):
@@ -77,7 +77,7 @@ def test_schedule_sets_the_learning_rate_each_epoch():
 
 
 def test_progress_bar_and_epoch_line(capsys):
-    from cnnlab.train import ProgressBar
+    from cnnlab.training.loop import ProgressBar
 
     fit(small_model(), toy_data(100), toy_data(20, 1), epochs=2, batch_size=10, progress=False, verbose=True,
         callbacks=[ProgressBar(every=2, mininterval=0)])
@@ -148,7 +148,7 @@ def test_early_stopping_waits_patience_epochs():
 def test_resume_from_checkpoint_gives_identical_weights(tmp_path):
     """2 epochs straight == 1 epoch, checkpoint, fresh objects, 1 more epoch (dropout + augmentation)."""
     from cnnlab.data.augment import Augmentation
-    from cnnlab.runs import load_checkpoint, save_checkpoint
+    from cnnlab.training.runs import load_checkpoint, save_checkpoint
 
     data = toy_data(90)
     kw = dict(batch_size=20, augment=Augmentation(rotation=10, shift=1, scale=0.05), progress=False, verbose=False)
@@ -189,7 +189,7 @@ def test_mlp_learns_real_mnist_subset():
         pytest.skip("MNIST files not found (set CNNLAB_DATA)")
     test = load_dataset("mnist", "test", folder, download=False, progress=False)
     train, val = test.subset(np.arange(500)), test.subset(np.arange(500, 1000))
-    from cnnlab.architectures import build
+    from cnnlab.training.presets import build
 
     model = build("mlp:784-30-10", seed=0, output="softmax")
     history = fit(model, train, val, epochs=2, batch_size=10, optimizer="sgd", lr=0.5,
@@ -222,14 +222,14 @@ def test_batchnorm_model_trains_when_the_last_batch_holds_one_image():
     ({"epochs": -1}, "epochs must be an integer >= 0"),
 ])
 def test_fit_refuses_bad_counts(options, message):
-    from cnnlab.errors import ConfigError
+    from cnnlab.engine.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         fit(small_model(), toy_data(20), **options, progress=False, verbose=False)
 
 
 def test_early_stop_without_validation_accuracy_is_refused():
-    from cnnlab.errors import ConfigError
+    from cnnlab.engine.errors import ConfigError
 
     with pytest.raises(ConfigError, match="early_stop=2 .* there is no validation set"):
         fit(small_model(), toy_data(40), epochs=3, early_stop=2, progress=False, verbose=False)
@@ -239,9 +239,9 @@ def test_early_stop_without_validation_accuracy_is_refused():
 
 
 def test_callbacks_live_in_their_module_and_stay_importable_from_train():
-    import cnnlab.callbacks as callbacks
-    import cnnlab.train as train
+    import cnnlab.training.callbacks as callbacks
+    import cnnlab.training.loop as train
 
     for name in ("Callback", "TrainingState", "ProgressBar", "EpochLog", "EarlyStopping", "format_row"):
         assert getattr(train, name) is getattr(callbacks, name)
-        assert getattr(callbacks, name).__module__ == "cnnlab.callbacks"
+        assert getattr(callbacks, name).__module__ == "cnnlab.training.callbacks"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.cli import cli, main
-from cnnlab.train_cli import evaluate, train
+from cnnlab.training.cli import evaluate, train
 
 DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 pytestmark = [
@@ -89,7 +89,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_train_on_a_gpu_without_cupy_is_a_clear_error_and_leaves_no_run_folder(tmp_path, capsys, monkeypatch):
-    from cnnlab import backend
+    from cnnlab.engine import backend
 
     monkeypatch.setattr(backend, "_cupy", None)  # as on a machine without CuPy, even where it is installed
     code, _, err = run_cli(capsys, "train", *SMALL, "--device", "gpu", "--out", str(tmp_path / "runs"))
@@ -113,7 +113,7 @@ def test_evaluate_refuses_bad_counts_and_train_an_unwritable_out(tmp_path, capsy
 def test_evaluate_batches_default_to_those_of_predict_proba():
     import inspect
 
-    from cnnlab.model import Sequential
+    from cnnlab.engine.model import Sequential
 
     default = {p.name: p.default for p in evaluate.params}["batch_size"]
     assert default == inspect.signature(Sequential.predict_proba).parameters["batch_size"].default == 256

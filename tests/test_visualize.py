@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from cnnlab.architectures import build
-from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.training.presets import build
+from cnnlab.engine.errors import ConfigError, ShapeError
 from cnnlab.inspect_cli import show
 from cnnlab.visualize import (feature_maps_figure, filters_figure, first_conv_weights, model_input)
 

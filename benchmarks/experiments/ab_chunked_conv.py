@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import chunked_conv as K  # noqa: E402
 
-from cnnlab.architectures import build  # noqa: E402
+from cnnlab.training.presets import build  # noqa: E402
 from cnnlab.data_parallel import training_step  # noqa: E402
-from cnnlab.layers.conv import Conv2D  # noqa: E402
-from cnnlab.losses import get_loss  # noqa: E402
-from cnnlab.optim import Adam  # noqa: E402
+from cnnlab.engine.layers.conv import Conv2D  # noqa: E402
+from cnnlab.engine.losses import get_loss  # noqa: E402
+from cnnlab.engine.optim import Adam  # noqa: E402
 
 
 class ChunkedConv2D(Conv2D):

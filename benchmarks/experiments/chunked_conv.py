@@ -2,8 +2,8 @@
 
 Fast convolution kernels: im2col + GEMM on chunks of the batch small enough to stay in the L2 cache.
 
-The maths is the textbook one (see :mod:`cnnlab.layers.conv` and the plain version in
-:mod:`cnnlab.ops.reference`); this module is about *where the bytes go*. Forward is
+The maths is the textbook one (see :mod:`cnnlab.engine.layers.conv` and the plain version in
+:mod:`cnnlab.engine.ops.reference`); this module is about *where the bytes go*. Forward is
 ``y = W (F, C·kh·kw) @ im2col(x)``. Done on the whole batch at once, the column matrix of a 16-channel 3x3
 convolution on 28x28 MNIST images, batch 100, is 144 x 78,400 floats = 45 MB: twenty times a core's L2
 cache. im2col writes it to main memory and the GEMM reads it back (and backward does it again), and that
@@ -14,7 +14,7 @@ columns, padded copy and GEMM output fill about half of L2). A chunk's columns a
 back while still in cache, and the arrays are reused from chunk to chunk (:class:`Workspace`), so no
 batch-sized work array exists at all. Backward does not keep the forward's columns: it recomputes a
 chunk's columns from the input, which costs a copy in cache and saves storing 45 MB. The chunks are
-spread over the cores (:func:`cnnlab.ops.threads.parallel_for`): each slot of the batch has its own
+spread over the cores (:func:`cnnlab.engine.ops.threads.parallel_for`): each slot of the batch has its own
 workspace, and dL/dW, a sum over the batch, is added up slot by slot in a fixed order.
 
 Per chunk of ``m`` images (``K = C·kh·kw``, ``G = Ho·Wg`` grid columns per image, see :mod:`.im2col`):
@@ -36,9 +36,9 @@ import functools
 
 import numpy as np
 
-from cnnlab.backend import array_module
+from cnnlab.engine.backend import array_module
 from chunked_threads import default_threads, parallel_for  # noqa: E402
-from cnnlab.ops.im2col import ConvGeometry, _images_in_padded, _interior, _window_view, im2col
+from cnnlab.engine.ops.im2col import ConvGeometry, _images_in_padded, _interior, _window_view, im2col
 
 #: Bytes a chunk's work arrays may take; None: half the L2 cache of one core (read from the OS).
 CHUNK_BYTES: int | None = None

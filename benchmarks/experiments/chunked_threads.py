@@ -1,7 +1,7 @@
 """Parallelism inside one operation: a batch split into contiguous parts, one part per CPU core.
 
 NumPy runs copies and element-wise work on one core; only BLAS uses several, and on a convolution's small
-GEMMs it gains little. So the heavy kernels (:mod:`cnnlab.ops.conv`, pooling) split the *batch* of one
+GEMMs it gains little. So the heavy kernels (:mod:`cnnlab.engine.ops.conv`, pooling) split the *batch* of one
 call into ``threads`` contiguous parts ("slots") and work on them at once, the way PyTorch parallelises
 inside each operator. The layers and the model stay serial: a learner stepping through a training step
 sees forward, loss, backward and update, and only the kernels know there are several cores.

@@ -13,11 +13,11 @@ def __getattr__(name):
 
         return getattr(io, name)
     if name in ("fit", "evaluate"):
-        from . import train
+        from .training import loop as train
 
         return getattr(train, name)
     if name == "build":
-        from .architectures import build
+        from .training.presets import build
 
         return build
     if name in ("load_dataset",):

@@ -1,7 +1,7 @@
 """The ``cnnlab`` command line: one small function per subcommand.
 
 Heavy imports (matplotlib, the server, the datasets) happen inside the commands that need them, so
-``cnnlab --help`` stays instant. Every :class:`~cnnlab.errors.CnnlabError` becomes one line on stderr and
+``cnnlab --help`` stays instant. Every :class:`~cnnlab.engine.errors.CnnlabError` becomes one line on stderr and
 exit code 2: a user mistake never ends in a traceback.
 """
 
@@ -13,7 +13,7 @@ import click
 
 from . import __version__
 from .cli_types import Finite
-from .errors import CnnlabError
+from .engine.errors import CnnlabError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,7 +34,7 @@ def input_shape_option():
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    from .errors import ConfigError
+    from .engine.errors import ConfigError
 
     try:
         shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
@@ -52,7 +52,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 @click.option("--classes", default=10, show_default=True, help="Number of output classes.")
 def summary(arch: str, input_shape: str, classes: int) -> None:
     """Print the layers, output shapes and parameter counts of an architecture."""
-    from .architectures import build
+    from .training.presets import build
 
     click.echo(build(arch, parse_shape(input_shape), classes).summary())
 
@@ -76,9 +76,9 @@ def gradcheck(ctx, arch, input_shape, classes, batch, samples, tolerance, loss_n
     """
     import numpy as np
 
-    from .architectures import build
-    from .gradcheck import check_model
-    from .losses import get_loss
+    from .training.presets import build
+    from .engine.gradcheck import check_model
+    from .engine.losses import get_loss
 
     shape = parse_shape(input_shape)
     model = build(arch, shape, classes, seed=seed, dtype=np.float64)
@@ -104,7 +104,7 @@ def _register_subsystem_commands() -> None:
     from .inspect_cli import bench, show
     from .serve.cli import predict, serve
     from .studies.cli import study, sweep
-    from .train_cli import evaluate, train
+    from .training.cli import evaluate, train
 
     for command in (data, train, evaluate, predict, serve, sweep, study, bench, show):
         cli.add_command(command)

@@ -1,7 +1,7 @@
 """Data parallelism around a model: every CPU core trains on its own shard of the batch.
 
 Opt-in and outside the engine, as PyTorch's ``DataParallel``: the model and its layers are serial and know
-nothing of this module. :func:`fit <cnnlab.train.fit>` wraps the model in :class:`DataParallel` when it has
+nothing of this module. :func:`fit <cnnlab.training.loop.fit>` wraps the model in :class:`DataParallel` when it has
 several cores and the model is big enough to gain.
 
 Why: NumPy runs element-wise operations and copies on one core; only the matrix products (BLAS) use
@@ -38,9 +38,9 @@ import threading
 
 import numpy as np
 
-from .backend import array_module
-from .errors import ConfigError
-from .layers import BatchNorm, Dropout
+from .engine.backend import array_module
+from .engine.errors import ConfigError
+from .engine.layers import BatchNorm, Dropout
 from .threads import blas_limit_available, default_threads, in_pool_worker, map_in_threads
 
 #: Layers a batch can be split for: those that treat every sample on its own, Dropout (its masks are

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import to_numpy
-from .errors import ConfigError, ShapeError
+from .engine.backend import to_numpy
+from .engine.errors import ConfigError, ShapeError
 from .threads import default_threads, map_in_threads
 
 
@@ -128,15 +128,15 @@ def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss
 
     ``x`` is ``(N, *input_shape)`` float, or anything ``transform`` turns batch by batch into that (uint8
     images and a preprocessing function: the whole set is never converted to float at once).
-    ``loss`` (a :class:`~cnnlab.losses.Loss`) adds the mean loss to the result. Batches are copied to
+    ``loss`` (a :class:`~cnnlab.engine.losses.Loss`) adds the mean loss to the result. Batches are copied to
     ``device`` (default: where the model's parameters are) after ``transform``.
     """
-    from .device import model_device, to_device_array
+    from .engine.device import model_device, to_device_array
 
     where = model_device(model)
     if device is not None and device != where:
         raise ConfigError(f"evaluate: the model is on the {where}, but device {device!r} was asked for; "
-                          f"move it first with cnnlab.device.to_device(model, {device!r})")
+                          f"move it first with cnnlab.engine.device.to_device(model, {device!r})")
     device = where
     labels = np.asarray(labels)
     if len(x) != len(labels):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from .device import DEVICES
+from .engine.device import DEVICES
 
 ARCH_HELP = "Architecture preset: mlp, mlp:784-30-10, lenet5, vgg-mini, keras-mnist, cnn-bn."
 DEVICE_CHOICE = click.Choice(DEVICES)
@@ -31,7 +31,7 @@ DEVICE_CHOICE = click.Choice(DEVICES)
 
 def _build_for_bench(arch: str, input_shape, num_classes: int = 10):
     """A preset to time; an MLP gets softmax outputs so every preset trains with the same loss."""
-    from .architectures import build, parse_arch
+    from .training.presets import build, parse_arch
 
     options = {"output": "softmax"} if parse_arch(arch)[0] == "mlp" else {}
     return build(arch, input_shape, num_classes, seed=0, **options)
@@ -57,9 +57,9 @@ def bench_layers(arch, batch, steps, device, dataset, data_dir, as_json):
     The summary by layer class answers "which are faster, convolutional or dense layers?": share of the
     time, arithmetic speed (GFLOP/s) and time per thousand parameters.
     """
-    from .device import to_device
-    from .optim import Adam
-    from .timing import benchmark_images, profile_layers
+    from .engine.device import to_device
+    from .engine.optim import Adam
+    from .bench.timing import benchmark_images, profile_layers
 
     x, y, source = benchmark_images(batch, dataset, data_dir)
     model = _build_for_bench(arch, x.shape[1:], 10)
@@ -92,9 +92,9 @@ def bench_epoch(archs, devices, images, batch, epochs, dataset, data_dir, as_jso
 
     Asking for --device gpu without CuPy or a GPU is an error; by default every available device is timed.
     """
-    from .backend import get_xp
-    from .device import available_devices
-    from .timing import benchmark_images, epoch_speed
+    from .engine.backend import get_xp
+    from .engine.device import available_devices
+    from .bench.timing import benchmark_images, epoch_speed
 
     archs = archs or ("lenet5",)
     if devices:
@@ -132,7 +132,7 @@ def show() -> None:
 
 
 def _model(model_path):
-    from .train_cli import _model_and_folder
+    from .training.cli import _model_and_folder
 
     model, _, label = _model_and_folder(model_path)
     return model, label
@@ -171,7 +171,7 @@ def show_activations(paths, out, max_maps):
     The picture is prepared as for prediction (cropped, centred, 28x28, light on dark). MODEL is a model
     file or a run folder; without it, the bundled LeNet-5.
     """
-    from .errors import ConfigError
+    from .engine.errors import ConfigError
     from .plots import figure_format, save_figure
     from .preprocess import prepare_digit
     from .visualize import feature_maps_figure, model_input

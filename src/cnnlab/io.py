@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .backend import to_numpy
-from .errors import CnnlabError, ModelFileError
-from .model import Sequential
+from .engine.backend import to_numpy
+from .engine.errors import CnnlabError, ModelFileError
+from .engine.model import Sequential
 
 FORMAT_VERSION = 1
 BUNDLED_MODEL = "lenet5-mnist.safetensors"
@@ -99,7 +99,7 @@ def check_architecture(architecture, tensors: dict[str, tuple[str, tuple[int, ..
     """Refuse an architecture that does not match the stored tensors, or is beyond the limits, *before* any
     array is allocated: the layers' shapes are walked (``compute_output_shape``, ``state_shapes``) with
     nothing built. Raises :class:`ModelFileError` naming the layer or tensor."""
-    from .layers import LAYER_TYPES
+    from .engine.layers import LAYER_TYPES
 
     if not isinstance(architecture, dict) or not isinstance(architecture.get("layers"), list):
         raise ModelFileError("architecture description is invalid (expected an object with a 'layers' list)")

@@ -1,6 +1,6 @@
 """Figures of training and evaluation: learning curves, confusion matrix, gallery of mistakes.
 
-The builders take plain data (a :class:`~cnnlab.train.History` or its rows, a confusion matrix, images)
+The builders take plain data (a :class:`~cnnlab.training.loop.History` or its rows, a confusion matrix, images)
 and return a ``matplotlib.figure.Figure``; they never write files. :func:`save_figure` writes one
 atomically. Figures are created with ``Figure()`` and the Agg canvas rather than ``pyplot``: no global
 state, no GUI backend, safe in a server or a thread — and a notebook still shows a returned figure
@@ -141,12 +141,12 @@ def misclassified_figure(images, labels, predictions, class_names=None, indices=
 
 def figure_format(path: str | os.PathLike) -> str:
     """The file format ``path``'s extension names (``"png"`` when it has none); an extension matplotlib
-    cannot write (``.txt``) raises :class:`~cnnlab.errors.ConfigError`. Commands call it before any work."""
+    cannot write (``.txt``) raises :class:`~cnnlab.engine.errors.ConfigError`. Commands call it before any work."""
     from pathlib import Path
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from .errors import ConfigError
+    from .engine.errors import ConfigError
 
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     supported = FigureCanvasAgg.get_supported_filetypes()

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from .errors import CnnlabError
+from .engine.errors import CnnlabError
 
 #: Refuse pictures with more pixels than this *before* decoding them (a 25-megapixel photo is fine; a
 #: 1x1-GB "decompression bomb" PNG that unpacks to 50,000 x 50,000 pixels is not).

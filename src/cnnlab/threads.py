@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backend import array_module
-from .errors import ConfigError
+from .engine.backend import array_module
+from .engine.errors import ConfigError
 
 #: Environment variable overriding :func:`default_threads` (set by parallel sweeps in their workers).
 THREADS_VARIABLE = "CNNLAB_THREADS"

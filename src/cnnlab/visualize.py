@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from .backend import to_numpy
-from .errors import ConfigError, ShapeError
+from .engine.backend import to_numpy
+from .engine.errors import ConfigError, ShapeError
 from .plots import _figure
 
 
@@ -84,7 +84,7 @@ def feature_maps_figure(image, maps, max_maps: int = 32, max_cols: int = 16, tit
     """The input ``image`` and the feature maps of each convolution block for that one picture.
 
     ``image``: ``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)``. ``maps``: what
-    :meth:`cnnlab.model.Sequential.feature_maps` returns, ``[(layer_name, (1, C, H', W')) or (C, H', W')]``.
+    :meth:`cnnlab.engine.model.Sequential.feature_maps` returns, ``[(layer_name, (1, C, H', W')) or (C, H', W')]``.
     Each block is a labelled band of at most ``max_maps`` maps, ``max_cols`` per row.
     """
     picture = np.asarray(to_numpy(image), dtype=np.float64)

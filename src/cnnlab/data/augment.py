@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import make_rng
-from ..errors import ConfigError, ShapeError
+from ..engine.backend import make_rng
+from ..engine.errors import ConfigError, ShapeError
 from .normalize import normalize
 
 FILL_MODES = ("constant", "nearest", "reflect")

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..engine.errors import ConfigError, DataError
 from .dataset import Dataset
 from .normalize import normalize, per_channel
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..engine.errors import DataError
 
 SIDE = 32
 CHANNELS = 3

@@ -37,7 +37,7 @@ def _describe_split(ds) -> list[str]:
 
 def _info_lines(name: str, data_dir) -> tuple[list[str], bool]:
     """The report of one dataset, and whether it is sound (absent counts as sound, unreadable does not)."""
-    from ..errors import DataError
+    from ..engine.errors import DataError
     from .loading import load_dataset, locate
     from .paths import dataset_dirs
     from .registry import FOLDER_PREFIX, get_spec

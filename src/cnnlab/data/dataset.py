@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..engine.errors import DataError
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import DataError
+from ..engine.errors import DataError
 from .registry import DatasetSpec
 
 MIRROR_ENV = "CNNLAB_MIRROR"

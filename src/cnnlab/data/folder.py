@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..engine.errors import DataError
 from .dataset import Dataset
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
@@ -106,7 +106,7 @@ def _convert(image, mode: str, size: tuple[int, int]) -> np.ndarray:
 
 
 def _convert_file(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    from ..errors import CnnlabError
+    from ..engine.errors import CnnlabError
 
     try:
         with _open(path) as image:

@@ -13,7 +13,7 @@ MNIST images are ``0x00000803`` (uint8, rank 3) and labels ``0x00000801`` (uint8
 usually gzip-compressed; we recognise gzip by its magic bytes (``1f 8b``), not by the file name.
 
 The reader is strict on purpose: a wrong magic, an unknown dtype code, a payload shorter or longer than
-the dims announce — each raises :class:`~cnnlab.errors.DataError` naming the file and the problem, so a
+the dims announce — each raises :class:`~cnnlab.engine.errors.DataError` naming the file and the problem, so a
 damaged download can never become a silently wrong array.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..engine.errors import DataError
 
 #: IDX dtype code -> NumPy dtype (big-endian, as stored on disk).
 IDX_DTYPES: dict[int, np.dtype] = {

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..engine.errors import DataError
 from . import cifar, verify
 from .dataset import Dataset
 from .download import fetch, mirror_urls, missing_files_message

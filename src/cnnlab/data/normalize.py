@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..engine.errors import ConfigError
 
 
 def per_channel(value, channels: int, what: str, ndim: int = 4) -> np.ndarray | None:

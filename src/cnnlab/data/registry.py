@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import DataError
+from ..engine.errors import DataError
 
 DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = (

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import make_rng
-from ..errors import DataError
+from ..engine.backend import make_rng
+from ..engine.errors import DataError
 from .dataset import Dataset
 
 

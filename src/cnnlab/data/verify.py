@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ..errors import DataError
+from ..engine.errors import DataError
 from .paths import user_cache_dir
 
 STAMP_NAME = "verified.json"

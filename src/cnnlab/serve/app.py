@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
 from .. import __version__
-from ..errors import CnnlabError
+from ..engine.errors import CnnlabError
 from ..preprocess import ImageError, ImageTooLargeError
 from .recognize import Recognizer
 

@@ -5,7 +5,7 @@
     cli.add_command(serve)
 
 Heavy imports (the model, FastAPI, uvicorn) happen inside the commands, so ``cnnlab --help`` stays fast.
-Errors a user can cause are :class:`~cnnlab.errors.CnnlabError` and become one line on stderr.
+Errors a user can cause are :class:`~cnnlab.engine.errors.CnnlabError` and become one line on stderr.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def predict(images, example, model_path, k, number, as_json, show):
     Pictures go through the same steps as MNIST's digits (light on dark, 20x20 box, centred by mass)
     before the network sees them: use --show to see that picture.
     """
-    from ..errors import CnnlabError, ConfigError
+    from ..engine.errors import CnnlabError, ConfigError
     from .recognize import Recognizer
 
     if example:

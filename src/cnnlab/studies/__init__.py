@@ -6,7 +6,7 @@
 * :mod:`~cnnlab.studies.datasize`, :mod:`~cnnlab.studies.initialization`,
   :mod:`~cnnlab.studies.overfitting` — the studies, built on the same trials and run folders.
 
-Every trial is an ordinary training run (:func:`cnnlab.runs.train_run`), so each one can be inspected,
+Every trial is an ordinary training run (:func:`cnnlab.training.runs.train_run`), so each one can be inspected,
 evaluated or resumed with the usual commands.
 """
 

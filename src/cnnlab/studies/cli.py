@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ConfigError
+from ..engine.errors import ConfigError
 
 
 def _parse_set(values) -> dict:

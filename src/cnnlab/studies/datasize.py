@@ -39,7 +39,7 @@ def scaled_lambda(n: int, largest: int, lmbda: float) -> float:
 def trials(sizes=DEFAULT_SIZES, *, max_epochs: int = DEFAULT_MAX_EPOCHS, **options) -> list[Trial]:
     """One trial per size. ``options`` override :data:`BASE`; ``epochs`` and ``lambda`` are the values for
     the largest size, scaled for the others."""
-    from ..errors import ConfigError
+    from ..engine.errors import ConfigError
 
     sizes = sorted(set(int(s) for s in sizes))
     if not sizes or sizes[0] < 1:

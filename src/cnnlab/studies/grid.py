@@ -19,7 +19,7 @@ A grid is a TOML or YAML file (or the name of a built-in grid such as ``lab``, s
     activation = "tanh"
     lr = 0.0001
 
-Any :class:`~cnnlab.config.TrainConfig` option can be an axis (``pooling``, ``batch_size``, ``lambda``,
+Any :class:`~cnnlab.training.config.TrainConfig` option can be an axis (``pooling``, ``batch_size``, ``lambda``,
 ``augment``, ...). Options held in a table are reached with a dot: ``"arch_options.conv_layers" = [2, 4,
 6]`` varies ``vgg-mini``'s depth. Every value is checked when the grid is read, so a typo fails before
 hours of training, not in the middle of them.
@@ -40,8 +40,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import _ALIASES, TrainConfig, read_config_file
-from ..errors import ConfigError
+from ..training.config import _ALIASES, TrainConfig, read_config_file
+from ..engine.errors import ConfigError
 
 GRID_KEYS = ("description", "base", "axes", "variants")
 #: Options the sweep sets itself for every trial (its run folder), so a grid may not vary them.

@@ -52,7 +52,7 @@ def _read_json(path: Path):
 def count_parameters(folder: Path) -> int | None:
     """Trainable parameters of the model saved in a run folder (final model, else the best one)."""
     from ..io import read_model_info
-    from ..model import Sequential
+    from ..engine.model import Sequential
 
     for name in ("model.safetensors", "best.safetensors"):
         if (folder / name).is_file():

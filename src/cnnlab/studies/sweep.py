@@ -1,6 +1,6 @@
 """Run many trials: in parallel processes on this machine, or as Ray tasks on a cluster; resume after a stop.
 
-Each trial is one ordinary training run (:func:`cnnlab.runs.train_run`) with its own run folder
+Each trial is one ordinary training run (:func:`cnnlab.training.runs.train_run`) with its own run folder
 ``<out>/<trial name>``. Before anything runs, every trial's folder is inspected:
 
 * no folder                                     -> ``new``: train from scratch;
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic
-from ..errors import CnnlabError, ConfigError
+from ..engine.errors import CnnlabError, ConfigError
 from .grid import Trial
 
 FINISHED = ("completed", "early_stop")
@@ -120,9 +120,9 @@ def execute_trial(payload: dict) -> dict:
     ``threads`` (BLAS and model threads, or None: leave as is). Returns ``{"status", "error", "seconds"}``.
     User errors and divergence are results, not exceptions, so one bad trial never stops the others.
     """
-    from ..config import TrainConfig
-    from ..errors import NumericalError
-    from ..runs import train_run
+    from ..training.config import TrainConfig
+    from ..engine.errors import NumericalError
+    from ..training.runs import train_run
 
     _limit_threads(payload.get("threads"))
     start = time.perf_counter()

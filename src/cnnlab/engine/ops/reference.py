@@ -1,6 +1,6 @@
 """The readable reference of every fast kernel: convolution and pooling, forward and backward, in plain NumPy.
 
-The layers run fast kernels (:mod:`cnnlab.ops.im2col`: channel-major columns, full-width rows, reused
+The layers run fast kernels (:mod:`cnnlab.engine.ops.im2col`: channel-major columns, full-width rows, reused
 buffers, strided views). Those tricks make the code hard to check by eye, so here is the same maths
 written the way a textbook writes it, short enough to read in one sitting. The tests compare every fast
 kernel with these functions on awkward shapes (odd sizes, stride 2, padding, 1/3/7 channels, batch 1 and

@@ -166,7 +166,7 @@ class Softmax(_Activation):
 
     Its Jacobian is ``diag(s) − s sᵀ`` per row, so the backward pass (Jacobian-vector product) is
     ``s ⊙ (g − Σ g ⊙ s)`` — no K×K matrix is ever formed. With cross-entropy on top, the model uses the
-    loss's fused gradient ``p − y`` instead (see :mod:`cnnlab.losses`).
+    loss's fused gradient ``p − y`` instead (see :mod:`cnnlab.engine.losses`).
     """
 
     def _forward(self, x):

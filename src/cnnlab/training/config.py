@@ -31,8 +31,8 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .device import DEVICES
-from .errors import ConfigError
+from ..engine.device import DEVICES
+from ..engine.errors import ConfigError
 
 MONITORS = ("train_cost", "train_accuracy", "val_cost", "val_accuracy")
 
@@ -63,7 +63,7 @@ class TrainConfig:
     (``{"output": "softmax"}``, ``{"dropout": 0.25}``).
 
     Regularisation: ``lmbda`` is the classic L2 λ (converted to ``weight_decay = λ / n_train`` by
-    :func:`cnnlab.optim.classic_l2`); give it or ``weight_decay``, not both.
+    :func:`cnnlab.engine.optim.classic_l2`); give it or ``weight_decay``, not both.
 
     Data: ``val_split`` is a fraction (< 1) or a count (≥ 1) of training images held out for validation
     (0: none); ``train_subset`` keeps the first N remaining training images (the overfitting study).
@@ -193,9 +193,9 @@ class TrainConfig:
         here, before any data is read or any run folder is made."""
         import inspect
 
-        from .architectures import PRESETS, parse_arch
-        from .losses import LOSSES
-        from .optim import OPTIMIZERS, SCHEDULES
+        from .presets import PRESETS, parse_arch
+        from ..engine.losses import LOSSES
+        from ..engine.optim import OPTIMIZERS, SCHEDULES
 
         for name, registry, key in (("loss", LOSSES, self.loss.lower()),
                                     ("optimizer", OPTIMIZERS, self.optimizer.lower()),
@@ -307,7 +307,7 @@ def package_versions() -> dict:
     """Versions that matter for reproducing a run: Python, cnnlab, NumPy (and CuPy when present)."""
     import numpy
 
-    from . import __version__
+    from .. import __version__
 
     versions = {"python": platform.python_version(), "cnnlab": __version__, "numpy": numpy.__version__}
     try:

@@ -5,11 +5,11 @@ namespace that owns the arrays it was given. So running on a GPU only means *put
 the parameters, their gradients, the buffers (BatchNorm's running statistics), whatever a layer cached
 from its last training batch, and the optimizer's per-parameter state (velocity, Adam moments). Batches
 are moved one at a time with :func:`to_device_array`; results come back with
-:func:`cnnlab.backend.to_numpy`.
+:func:`cnnlab.engine.backend.to_numpy`.
 
 ::
 
-    from cnnlab.device import to_device, to_device_array
+    from cnnlab.engine.device import to_device, to_device_array
     model = to_device(build("lenet5"), "gpu")          # ConfigError without CuPy or a usable GPU
     out = model.predict_proba(to_device_array(x, "gpu"))
     to_device(model, "cpu").save("lenet5.safetensors")
@@ -75,7 +75,7 @@ def layer_to_device(layer, device: str):
 
 
 def to_device(model, device: str, optimizer=None):
-    """Move ``model`` (a :class:`~cnnlab.model.Sequential`) and, if given, ``optimizer``'s state to ``device``.
+    """Move ``model`` (a :class:`~cnnlab.engine.model.Sequential`) and, if given, ``optimizer``'s state to ``device``.
 
     ``device`` is ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy). Raises :class:`ConfigError` naming what is missing
     when CuPy is not installed or no CUDA GPU is usable. Returns the model (moved in place).

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic
-from .backend import get_xp, to_numpy
-from .errors import CnnlabError, ConfigError
+from .. import atomic
+from ..engine.backend import get_xp, to_numpy
+from ..engine.errors import CnnlabError, ConfigError
 from .callbacks import Callback
 
 CHECKPOINT_VERSION = 1
@@ -225,8 +225,8 @@ def _jsonable(value):
 def load_data(config, echo=print):
     """``(train, val or None, class_names)`` for a config: the training split, the validation part held
     out of it (seeded), then the first ``train_subset`` images of what remains."""
-    from .data.loading import load_dataset
-    from .data.splits import first_n, train_val_split
+    from ..data.loading import load_dataset
+    from ..data.splits import first_n, train_val_split
 
     full = load_dataset(config.dataset, "train", config.data_dir, progress=config.progress)
     train, val = full, None
@@ -247,7 +247,7 @@ def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) ->
     each channel is also shifted and scaled to mean 0 and standard deviation 1 over those images —
     measured on the training split only, so the validation and test sets stay unseen.
     """
-    from .io import MNIST_PREPROCESSING
+    from ..io import MNIST_PREPROCESSING
 
     if dataset_name.lower() in ("mnist", "fashion-mnist"):
         pre = dict(MNIST_PREPROCESSING)
@@ -255,7 +255,7 @@ def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) ->
         c, h, w = sample_shape  # the same scaling (÷255), pictures taken as they are
         pre = {**MNIST_PREPROCESSING, "polarity": "as-is", "size": [h, w], "channels": c}
     if standardize_with is not None:  # statistics of pixels ÷ 255, the scale above
-        from .data import channel_stats
+        from ..data import channel_stats
 
         mean, std = (np.round(v.astype(np.float64), 6).tolist() for v in channel_stats(standardize_with))
         std = [s if s > 0 else 1.0 for s in std]  # a constant channel: shifting is enough
@@ -265,8 +265,8 @@ def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) ->
 
 def build_model(config, sample_shape, num_classes: int):
     """The model a config describes: a preset (``arch``) or an explicit ``layers`` list."""
-    from .architectures import build, parse_arch
-    from .model import Sequential
+    from .presets import build, parse_arch
+    from ..engine.model import Sequential
 
     if config.layers:
         specs = []
@@ -291,7 +291,7 @@ def build_optimizer(config, n_train: int):
 
     Without ``weight_decay`` or ``lambda`` the optimizer keeps its own default (0, and AdamW's 1e-2).
     """
-    from .optim import classic_l2, get_optimizer
+    from ..engine.optim import classic_l2, get_optimizer
 
     kwargs = {"lr": config.learning_rate}
     if config.weight_decay is not None:
@@ -310,7 +310,7 @@ def build_optimizer(config, n_train: int):
 
 
 def build_schedule(config):
-    from .optim import get_schedule
+    from ..engine.optim import get_schedule
 
     options = {"constant": {}, "step": {"step_size": config.step_size, "gamma": config.gamma},
                "cosine": {"total_epochs": config.epochs, "min_lr": config.min_lr}}
@@ -344,7 +344,7 @@ class RunRecorder(Callback):
         self.echo = echo
 
     def _save_model(self, state, path, **extra):
-        from .io import save_model
+        from ..io import save_model
 
         save_model(state.model, path, class_names=self.class_names, preprocessing=self.preprocessing,
                    extra={**self.extra, **extra})
@@ -354,7 +354,7 @@ class RunRecorder(Callback):
                         history=state.history.rows)
 
     def _curves(self, state):
-        from .plots import curves_figure, save_figure
+        from ..plots import curves_figure, save_figure
 
         if state.history.rows:
             save_figure(curves_figure(state.history, title=self.run.path.name), self.run.curves)
@@ -399,8 +399,8 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     train longer) and the display options; everything else comes from the run's own ``config.json``.
     """
     from .config import TrainConfig, resolved
-    from .losses import get_loss
-    from .train import History, evaluate, fit
+    from ..engine.losses import get_loss
+    from .loop import History, evaluate, fit
 
     if resume is not None:
         run = RunFolder.open(resume)
@@ -420,7 +420,7 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     schedule = build_schedule(config)
     augment = None
     if config.augment:
-        from .data.augment import Augmentation
+        from ..data.augment import Augmentation
 
         try:
             augment = Augmentation(**config.augment_options)
@@ -460,7 +460,7 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     if history.best is not None:
         summary.update(best_epoch=history.best["epoch"], best_val_accuracy=history.best["val_accuracy"])
     if config.test and history.stop_reason != "interrupted":
-        from .data.loading import load_dataset
+        from ..data.loading import load_dataset
 
         result = evaluate(model, load_dataset(config.dataset, "test", config.data_dir, progress=config.progress),
                           preprocessing=preprocessing, device=config.device)

@@ -254,20 +254,20 @@ class Sequential:
 
     # -- the workflow, as methods (thin wrappers, so a notebook reads like Keras) ---------------------
     def fit(self, train_data, val_data=None, **options):
-        """Train this model; see :func:`cnnlab.train.fit` for the options. Returns a ``History``."""
-        from .train import fit
+        """Train this model; see :func:`cnnlab.training.loop.fit` for the options. Returns a ``History``."""
+        from ..training.loop import fit
 
         return fit(self, train_data, val_data, **options)
 
     def evaluate(self, dataset, **options):
-        """Accuracy, per-class accuracy and confusion matrix; see :func:`cnnlab.train.evaluate`."""
-        from .train import evaluate
+        """Accuracy, per-class accuracy and confusion matrix; see :func:`cnnlab.training.loop.evaluate`."""
+        from ..training.loop import evaluate
 
         return evaluate(self, dataset, **options)
 
     def save(self, path, **metadata):
         """Write a safetensors model file; see :func:`cnnlab.io.save_model`."""
-        from .io import save_model
+        from ..io import save_model
 
         return save_model(self, path, **metadata)
 

@@ -1,4 +1,4 @@
-"""Layers: each computes its forward pass and its own backward pass (see :mod:`cnnlab.layers.base`)."""
+"""Layers: each computes its forward pass and its own backward pass (see :mod:`cnnlab.engine.layers.base`)."""
 
 from .activations import ELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer

@@ -1,7 +1,7 @@
 """Named network presets, used by every command (``--arch lenet5``).
 
 Each preset is a function returning a list of unbuilt layers for a given input shape and number of
-classes; :func:`build` turns it into a :class:`~cnnlab.model.Sequential`. Presets take a few options so
+classes; :func:`build` turns it into a :class:`~cnnlab.engine.model.Sequential`. Presets take a few options so
 that studies can vary them (``activation="relu"``, ``pooling="max"``), and every classifier ends with a
 ``Softmax`` layer: training fuses it with the cross-entropy loss, ``predict_proba`` returns probabilities.
 
@@ -22,11 +22,10 @@ cnn-bn         (conv 32@3x3 → BN → relu) x2 → maxpool → (conv 64@3x3 →
 
 from __future__ import annotations
 
-from .backend import DEFAULT_DTYPE
-from .errors import ConfigError
-from .layers import (ELU, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D,
-                     ReLU, Sigmoid, Softmax, Tanh)
-from .model import Sequential
+from ..engine.backend import DEFAULT_DTYPE
+from ..engine.errors import ConfigError
+from ..engine.layers import ELU, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh
+from ..engine.model import Sequential
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "elu": ELU, "leaky-relu": LeakyReLU}
 POOLING = {"max": MaxPool2D, "avg": AvgPool2D}

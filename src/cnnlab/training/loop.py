@@ -15,7 +15,7 @@ weights change while they are measured — free, and what Keras reports); ``full
 them instead on the whole training set after the epoch, at the price of one more pass.
 
 Everything else — the progress bar, the per-epoch line, early stopping, the run folder — is a
-:class:`~cnnlab.callbacks.Callback` (module :mod:`cnnlab.callbacks`), so ``fit`` stays a loop you can
+:class:`~cnnlab.training.callbacks.Callback` (module :mod:`cnnlab.training.callbacks`), so ``fit`` stays a loop you can
 read in one screen.
 """
 
@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import make_rng, to_numpy
-# The callbacks live in their own module; they stay importable from here (``from cnnlab.train import ...``).
+from ..engine.backend import make_rng, to_numpy
+# The callbacks live in their own module; they stay importable from here (``from cnnlab.training.loop import ...``).
 from .callbacks import Callback, EarlyStopping, EpochLog, ProgressBar, TrainingState, format_row  # noqa: F401
 from .config import MONITORS
-from .data.normalize import normalize
-from .data_parallel import training_step
-from .device import model_device, to_device, to_device_array
-from .errors import ConfigError, NumericalError, ShapeError
-from .evaluate import evaluate_model, predicted_classes
+from ..data.normalize import normalize
+from ..data_parallel import training_step
+from ..engine.device import model_device, to_device, to_device_array
+from ..engine.errors import ConfigError, NumericalError, ShapeError
+from ..evaluate import evaluate_model, predicted_classes
 
 
 # -- data to network inputs ------------------------------------------------------------------------
@@ -104,7 +104,7 @@ class History:
 
     def plot(self, title: str | None = None):
         """Learning curves as a matplotlib Figure (shown inline in a notebook)."""
-        from .plots import curves_figure
+        from ..plots import curves_figure
 
         return curves_figure(self, title)
 
@@ -125,7 +125,7 @@ def batch_bounds(n: int, batch_size: int, fold_single: bool = False) -> list[int
 
 
 def _has_batchnorm(model) -> bool:
-    from .layers import BatchNorm
+    from ..engine.layers import BatchNorm
 
     return any(isinstance(layer, BatchNorm) for layer in getattr(model, "layers", ()))
 
@@ -161,7 +161,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         preprocessing: ``{"scale", "mean", "std"}`` for uint8 images (default ÷255).
         monitors: dict switching ``train_cost``, ``train_accuracy``, ``val_cost``, ``val_accuracy``.
         seed / rng: the generator that shuffles and augments (an explicit ``rng`` wins).
-        initial_epoch, history: continue a run (``cnnlab.runs`` restores them from a checkpoint).
+        initial_epoch, history: continue a run (``cnnlab.training.runs`` restores them from a checkpoint).
         device: ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy); default: where the model is. The model and the
             optimizer's state move there and stay there after training (as ``module.to(device)`` in
             PyTorch); every batch is prepared on the CPU (uint8 -> float32, augmentation) and then copied
@@ -171,15 +171,15 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
             once (:class:`cnnlab.data_parallel.DataParallel`) when the model is big enough to gain; the
             result is the same up to rounding.
 
-    A model with a :class:`~cnnlab.layers.BatchNorm` layer never trains on a last batch of one image
+    A model with a :class:`~cnnlab.engine.layers.BatchNorm` layer never trains on a last batch of one image
     (its statistics would be undefined): that image joins the batch before it (see :func:`batch_bounds`).
 
-    Raises :class:`~cnnlab.errors.NumericalError` when the loss becomes NaN or infinite (the message
+    Raises :class:`~cnnlab.engine.errors.NumericalError` when the loss becomes NaN or infinite (the message
     says at which epoch and batch). Ctrl-C stops after the callbacks have saved what they keep; the
     history then says ``stop_reason == "interrupted"``.
     """
-    from .losses import get_loss
-    from .optim import Optimizer, get_optimizer
+    from ..engine.losses import get_loss
+    from ..engine.optim import Optimizer, get_optimizer
 
     for name, value, low in (("epochs", epochs, 0), ("batch_size", batch_size, 1), ("initial_epoch", initial_epoch, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -287,7 +287,7 @@ def evaluate(model, dataset, batch_size: int = 256, loss=None, preprocessing=Non
     batch by batch with ``preprocessing`` (default: the one stored in the model file, else ÷255) and
     computed on ``device`` (default: where the model is). Returns an :class:`~cnnlab.evaluate.Evaluation`.
     """
-    from .losses import get_loss
+    from ..engine.losses import get_loss
 
     images, labels = _arrays(dataset, "evaluation data")
     if preprocessing is None:

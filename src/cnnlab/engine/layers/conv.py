@@ -6,7 +6,7 @@ a cross-correlation (the kernel is not flipped)::
 
     y[n, f, u, v] = b[f] + Σ_{c,i,j} W[f, c, i, j] · x_pad[n, c, u·S + i, v·S + j]
 
-Forward = im2col + one GEMM: ``W.reshape(F, C·kh·kw) @ im2col(x)`` (see :mod:`cnnlab.ops.im2col`).
+Forward = im2col + one GEMM: ``W.reshape(F, C·kh·kw) @ im2col(x)`` (see :mod:`cnnlab.engine.ops.im2col`).
 
 Backward, for ``δ = dL/dy (N, F, Ho, Wo)`` — the textbook derivation, and how we compute it:
 

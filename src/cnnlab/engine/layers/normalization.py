@@ -13,7 +13,7 @@ running averages, so a prediction does not depend on the rest of its batch.
 
 Parameters and buffers: ``gamma`` and ``beta`` are parameters (in ``params``, trained, never decayed).
 ``running_mean`` and ``running_var`` are *buffers*: state that is not trained, kept in the separate dict
-``self.buffers`` (see :class:`~cnnlab.layers.base.Layer`), so the optimizer never sees it while the model
+``self.buffers`` (see :class:`~cnnlab.engine.layers.base.Layer`), so the optimizer never sees it while the model
 file (``Sequential.state_dict``) saves and restores it alongside the parameters. The running averages are
 updated in place, so arrays loaded into the buffers stay the ones the layer uses.
 

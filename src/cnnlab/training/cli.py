@@ -1,8 +1,8 @@
 """The ``cnnlab train`` and ``cnnlab evaluate`` commands (registered on the group in :mod:`cnnlab.cli`).
 
-They only translate options: ``train`` builds a :class:`~cnnlab.config.TrainConfig` (defaults < config
-file < command-line options) and calls :func:`cnnlab.runs.train_run`; ``evaluate`` loads a model and calls
-:func:`cnnlab.train.evaluate`. Every option left out is ``None`` here, so it never hides a value from the
+They only translate options: ``train`` builds a :class:`~cnnlab.training.config.TrainConfig` (defaults < config
+file < command-line options) and calls :func:`cnnlab.training.runs.train_run`; ``evaluate`` loads a model and calls
+:func:`cnnlab.training.loop.evaluate`. Every option left out is ``None`` here, so it never hides a value from the
 config file.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from .device import DEVICES
-from .errors import ConfigError
+from ..engine.device import DEVICES
+from ..engine.errors import ConfigError
 
 
 def _split_value(text: str | None):
@@ -118,7 +118,7 @@ def _model_and_folder(model_path: str | None):
 
     The folder is None when MODEL is not in a run folder: figures are then written only where ``--out`` says.
     """
-    from .io import bundled_model_path, load_bundled_model, load_model
+    from ..io import bundled_model_path, load_bundled_model, load_model
 
     if model_path is None:
         return load_bundled_model(), None, f"bundled model ({bundled_model_path().name})"
@@ -150,8 +150,8 @@ def evaluate(model, dataset, split, data_dir, as_json, out, plots, max_images, b
 
     MODEL is a model file or a run folder; without it, the bundled LeNet-5 is evaluated.
     """
-    from .data.loading import load_dataset
-    from .train import evaluate as evaluate_dataset
+    from ..data.loading import load_dataset
+    from .loop import evaluate as evaluate_dataset
 
     net, folder, label = _model_and_folder(model)
     dataset = dataset or net.info.get("extra", {}).get("dataset") or "mnist"
@@ -167,7 +167,7 @@ def evaluate(model, dataset, split, data_dir, as_json, out, plots, max_images, b
     if plots is None:  # nothing is written where the user did not ask: a run folder, or --out
         plots = folder is not None
     if plots:
-        from .plots import confusion_figure, misclassified_figure, save_figure
+        from ..plots import confusion_figure, misclassified_figure, save_figure
 
         folder = folder if folder is not None else Path(".")  # --plots asked for them: here
         title = f"{Path(label).name} on {dataset} [{split}]"

@@ -1,10 +1,10 @@
-"""Callbacks: what :func:`cnnlab.train.fit` calls around its loop, so the loop itself stays short.
+"""Callbacks: what :func:`cnnlab.training.loop.fit` calls around its loop, so the loop itself stays short.
 
 ``fit`` calls ``on_train_begin``, then per epoch ``on_epoch_begin``, ``on_batch_end`` after every batch
 (only for callbacks that define it: the loop is hot for small networks), ``on_epoch_end`` (return True to
 stop), and ``on_train_end`` — also after Ctrl-C or a divergence, so a callback can save what it keeps.
 Built in: :class:`ProgressBar` (a tqdm bar per epoch), :class:`EpochLog` (one line per epoch) and
-:class:`EarlyStopping`; :class:`cnnlab.runs.RunRecorder` keeps the run folder.
+:class:`EarlyStopping`; :class:`cnnlab.training.runs.RunRecorder` keeps the run folder.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ConfigError
+from ..engine.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .train import History
+    from .loop import History
 
 
 class Callback:

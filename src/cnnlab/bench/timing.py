@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data_parallel import training_step
-from .device import synchronize, to_device, to_device_array
+from ..data_parallel import training_step
+from ..engine.device import synchronize, to_device, to_device_array
 
 #: Layer kinds grouped for the summary ("which are faster?").
 KIND_CLASSES = {"Conv2D": "conv", "Dense": "dense", "MaxPool2D": "pooling", "AvgPool2D": "pooling",
@@ -143,8 +143,8 @@ def profile_layers(model, x, y, loss="crossentropy", optimizer=None, steps: int 
     timers, so the table shows what the timers themselves cost. The model (and the optimizer state) must
     already be on ``device``; the batch is moved there.
     """
-    from .losses import get_loss
-    from .optim import Adam
+    from ..engine.losses import get_loss
+    from ..engine.optim import Adam
 
     loss = get_loss(loss)
     optimizer = optimizer if optimizer is not None else Adam()
@@ -229,11 +229,11 @@ def epoch_speed(model, x, y, device: str = "cpu", batch: int = 100, loss="crosse
     batches first let the work buffers be allocated. The same loop runs on both devices, so their
     ratio compares the backends and nothing else.
     """
-    from .losses import get_loss
-    from .optim import Adam
+    from ..engine.losses import get_loss
+    from ..engine.optim import Adam
 
     if len(x) < 1 or epochs < 1 or batch < 1:
-        from .errors import ConfigError
+        from ..engine.errors import ConfigError
 
         raise ConfigError(f"epoch_speed needs images, epochs and batch >= 1, received {len(x)}, {epochs}, {batch}")
     loss = get_loss(loss)
@@ -259,10 +259,10 @@ def benchmark_images(n: int, dataset: str = "mnist", data_dir=None):
     where they came from; random images of MNIST's shape when a known dataset is not on this machine
     (the time per image does not depend on the pixels). An unknown name or an unreadable file is an
     error: timing noise instead of a typo'd dataset would be a quiet lie."""
-    from .data import load_dataset
-    from .data.loading import locate
-    from .data.normalize import normalize
-    from .data.registry import FOLDER_PREFIX, get_spec
+    from ..data import load_dataset
+    from ..data.loading import locate
+    from ..data.normalize import normalize
+    from ..data.registry import FOLDER_PREFIX, get_spec
 
     if not dataset.startswith(FOLDER_PREFIX) and locate(get_spec(dataset), "train", data_dir) is None:
         rng = np.random.default_rng(0)
