@@ -2,7 +2,8 @@
 
 import pytest
 
-from cnnlab.training.config import MONITORS, TrainConfig, read_config_file, resolved
+from cnnlab.training.callbacks import MONITORS
+from cnnlab.training.config import TrainConfig, read_config_file, resolved
 from cnnlab.engine.errors import ConfigError
 
 

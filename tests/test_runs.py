@@ -16,7 +16,7 @@ from cnnlab.engine.errors import ConfigError, NumericalError
 from cnnlab.io import load_model, read_model_info
 from cnnlab.data.loading import load_dataset
 from cnnlab.training.runs import RunFolder, load_checkpoint, load_data, train_run
-from cnnlab.training.loop import Callback
+from cnnlab.training.callbacks import Callback
 
 DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 pytestmark = [

@@ -9,7 +9,8 @@ from cnnlab.engine.errors import NumericalError, ShapeError
 from cnnlab.engine.layers import BatchNorm, Dense, Dropout, Flatten, ReLU, Softmax
 from cnnlab.engine.model import Sequential
 from cnnlab.engine.optim import Adam, StepLR
-from cnnlab.training.loop import Callback, History, batch_bounds, evaluate, fit, format_row, to_inputs
+from cnnlab.training.callbacks import Callback, History, format_row
+from cnnlab.training.loop import batch_bounds, evaluate, fit, to_inputs
 
 
 def toy_data(n=400, seed=0, classes=4):
@@ -77,7 +78,7 @@ def test_schedule_sets_the_learning_rate_each_epoch():
 
 
 def test_progress_bar_and_epoch_line(capsys):
-    from cnnlab.training.loop import ProgressBar
+    from cnnlab.training.callbacks import ProgressBar
 
     fit(small_model(), toy_data(100), toy_data(20, 1), epochs=2, batch_size=10, progress=False, verbose=True,
         callbacks=[ProgressBar(every=2, mininterval=0)])

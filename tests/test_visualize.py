@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 from cnnlab.training.presets import build
 from cnnlab.engine.errors import ConfigError, ShapeError
 from cnnlab.inspect_cli import show
+from cnnlab.io import save_model
 from cnnlab.visualize import (feature_maps_figure, filters_figure, first_conv_weights, model_input)
 
 
@@ -90,18 +91,18 @@ def test_model_input_applies_the_stored_preprocessing():
 
 
 def test_show_filters_command_writes_a_png(tmp_path):
-    path = build("lenet5", seed=0).save(tmp_path / "m.safetensors")
+    path = save_model(build("lenet5", seed=0), tmp_path / "m.safetensors")
     out = tmp_path / "filters.png"
     result = CliRunner().invoke(show, ["filters", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG" and str(out) in result.output
-    result = CliRunner().invoke(show, ["filters", str(build("mlp", seed=0).save(tmp_path / "mlp.safetensors"))])
+    result = CliRunner().invoke(show, ["filters", str(save_model(build("mlp", seed=0), tmp_path / "mlp.safetensors"))])
     assert isinstance(result.exception, ConfigError)
 
 
 def test_show_activations_command_writes_a_png_and_reports_the_guess(tmp_path, seven):
     model = build("lenet5", seed=0)
-    path = model.save(tmp_path / "m.safetensors")
+    path = save_model(model, tmp_path / "m.safetensors")
     out = tmp_path / "maps.png"
     result = CliRunner().invoke(show, ["activations", str(path), str(seven), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -124,7 +125,7 @@ def test_show_filters_refuses_an_extension_matplotlib_cannot_write(tmp_path, cap
     from cnnlab.cli import main
     from cnnlab.plots import figure_format
 
-    path = build("lenet5", seed=0).save(tmp_path / "m.safetensors")
+    path = save_model(build("lenet5", seed=0), tmp_path / "m.safetensors")
     assert main(["show", "filters", str(path), "--out", str(tmp_path / "x.txt")]) == 2
     err = capsys.readouterr().err
     assert "cannot draw a figure as .txt" in err and ".png" in err and "Traceback" not in err
@@ -135,7 +136,7 @@ def test_show_filters_refuses_an_extension_matplotlib_cannot_write(tmp_path, cap
 def test_show_into_an_unwritable_place_is_a_one_line_error(tmp_path, capsys):
     from cnnlab.cli import main
 
-    path = build("lenet5", seed=0).save(tmp_path / "m.safetensors")
+    path = save_model(build("lenet5", seed=0), tmp_path / "m.safetensors")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     assert main(["show", "filters", str(path), "--out", str(blocker / "filters.png")]) == 2

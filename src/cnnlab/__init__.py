@@ -3,7 +3,7 @@
 The engine is written from scratch in NumPy: every layer computes its forward pass and its own gradients.
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 
 def __getattr__(name):

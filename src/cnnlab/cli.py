@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from . import __version__
+from .version import __version__
 from .cli_types import Finite
 from .engine.errors import CnnlabError
 

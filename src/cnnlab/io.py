@@ -24,6 +24,7 @@ import numpy as np
 from . import atomic
 from .engine.backend import to_numpy
 from .engine.errors import CnnlabError, ModelFileError
+from .data.normalize import MNIST_PREPROCESSING
 from .engine.model import Sequential
 
 FORMAT_VERSION = 1
@@ -36,9 +37,6 @@ MAX_LAYERS = 1_000
 MAX_VALUES_PER_SAMPLE = 1 << 24   # the widest activation of one sample (16.7 M values, 64 MB in float32)
 FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
-#: How MNIST pixels are turned into network inputs; stored with every model trained on it.
-MNIST_PREPROCESSING = {"scale": 1 / 255, "mean": 0.0, "std": 1.0, "polarity": "light-on-dark",
-                       "size": [28, 28], "channels": 1}
 
 
 def save_model(model: Sequential, path: str | os.PathLike, *, class_names=None, preprocessing=None,

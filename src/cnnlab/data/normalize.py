@@ -1,7 +1,7 @@
 """Pixels to network inputs: the one place where ``x = (images · scale − mean) / std`` is written.
 
 A model file stores how its inputs were made (``info["preprocessing"]``, by default
-:data:`cnnlab.io.MNIST_PREPROCESSING`: ``scale`` 1/255, ``mean`` 0, ``std`` 1, so pixels in [0, 1]).
+:data:`MNIST_PREPROCESSING`: ``scale`` 1/255, ``mean`` 0, ``std`` 1, so pixels in [0, 1]).
 Training, evaluation, batches, augmentation, the recognizer, the figures and the benchmarks all call
 :func:`normalize` with that description, so what a model sees at training time is what it sees later.
 """
@@ -37,17 +37,20 @@ def _is_identity(value, neutral: float) -> bool:
         return False
 
 
+#: How MNIST pixels are turned into network inputs (the default); stored with every model trained on it.
+MNIST_PREPROCESSING = {"scale": 1 / 255, "mean": 0.0, "std": 1.0, "polarity": "light-on-dark",
+                       "size": [28, 28], "channels": 1}
+
+
 def normalize(images: np.ndarray, preprocessing: dict | None = None) -> np.ndarray:
     """Images ``(N, C, H, W)`` -> float32 network inputs of the same shape.
 
     uint8 images are multiplied by ``scale``; float images are taken to be scaled already (pixels in
     [0, 1] after an augmentation, a prepared picture). Then ``(x − mean) / std``, where ``mean`` and
     ``std`` are one number or one per channel. Keys left out (or ``None``) take the values of
-    :data:`cnnlab.io.MNIST_PREPROCESSING`; other keys (``polarity``, ``size``...) are ignored. A mean of
+    :data:`MNIST_PREPROCESSING`; other keys (``polarity``, ``size``...) are ignored. A mean of
     0 and a std of 1 cost no pass over the data. The caller's array is never modified.
     """
-    from ..io import MNIST_PREPROCESSING
-
     pre = {**MNIST_PREPROCESSING, **{k: v for k, v in (preprocessing or {}).items() if v is not None}}
     images = np.asarray(images)
     if images.dtype == np.uint8:

@@ -12,7 +12,7 @@ are moved one at a time with :func:`to_device_array`; results come back with
     from cnnlab.engine.device import to_device, to_device_array
     model = to_device(build("lenet5"), "gpu")          # ConfigError without CuPy or a usable GPU
     out = model.predict_proba(to_device_array(x, "gpu"))
-    to_device(model, "cpu").save("lenet5.safetensors")
+    cnnlab.save_model(to_device(model, "cpu"), "lenet5.safetensors")
 
 Moving is done in place (the same layer objects, new arrays) and returns the model, like PyTorch's
 ``module.to(device)``.

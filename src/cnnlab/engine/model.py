@@ -253,6 +253,8 @@ class Sequential:
         ])
 
     # -- the workflow, as methods (thin wrappers, so a notebook reads like Keras) ---------------------
+    # These two are the engine's only imports from above it (the import contract allows exactly them).
+    # Saving is a free function, cnnlab.save_model(model, path): model files are io's business.
     def fit(self, train_data, val_data=None, **options):
         """Train this model; see :func:`cnnlab.training.loop.fit` for the options. Returns a ``History``."""
         from ..training.loop import fit
@@ -264,12 +266,6 @@ class Sequential:
         from ..training.loop import evaluate
 
         return evaluate(self, dataset, **options)
-
-    def save(self, path, **metadata):
-        """Write a safetensors model file; see :func:`cnnlab.io.save_model`."""
-        from ..io import save_model
-
-        return save_model(self, path, **metadata)
 
     def __repr__(self) -> str:
         return f"Sequential({self.name!r}, {len(self.layers)} layers, {self.n_params:,} params)"

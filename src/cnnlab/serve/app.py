@@ -27,7 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
-from .. import __version__
+from ..version import __version__
 from ..engine.errors import CnnlabError
 from ..preprocess import ImageError, ImageTooLargeError
 from .recognize import Recognizer

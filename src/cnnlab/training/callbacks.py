@@ -10,17 +10,52 @@ Built in: :class:`ProgressBar` (a tqdm bar per epoch), :class:`EpochLog` (one li
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..engine.errors import ConfigError
 
-if TYPE_CHECKING:
-    from .loop import History
+#: What :func:`fit` can record after every epoch (each can be switched off).
+MONITORS = ("train_cost", "train_accuracy", "val_cost", "val_accuracy")
 
 
+@dataclass
+class History:
+    """What happened, one row per epoch: ``epoch`` (1-based), ``train_cost``, ``train_accuracy``,
+    ``val_cost``, ``val_accuracy`` (``None`` when switched off), ``lr``, ``seconds``.
+
+    ``history["val_accuracy"]`` gives a column as a list; ``stop_reason`` is ``"completed"``,
+    ``"early_stop"``, ``"interrupted"`` or ``"diverged"``.
+    """
+
+    rows: list[dict] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def __getitem__(self, key: str) -> list:
+        return [row.get(key) for row in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def epochs_done(self) -> int:
+        return self.rows[-1]["epoch"] if self.rows else 0
+
+    @property
+    def best(self) -> dict | None:
+        """The row with the highest validation accuracy (the first one on ties), or ``None``."""
+        scored = [r for r in self.rows if r.get("val_accuracy") is not None]
+        return max(scored, key=lambda r: r["val_accuracy"]) if scored else None
+
+    def plot(self, title: str | None = None):
+        """Learning curves as a matplotlib Figure (shown inline in a notebook)."""
+        from ..plots import curves_figure
+
+        return curves_figure(self, title)
+
+
+# -- the loop -------------------------------------------------------------------------------------------
 class Callback:
     """Hooks called by :func:`fit`; ``state`` is the :class:`TrainingState` (model, optimizer, history...)."""
 

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from ..engine.device import DEVICES
 from ..engine.errors import ConfigError
+from .callbacks import MONITORS
 
-MONITORS = ("train_cost", "train_accuracy", "val_cost", "val_accuracy")
 
 #: Learning rate used when none is given: Adam's usual 1e-3, and 0.1 for the SGD family.
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3}
@@ -307,7 +307,7 @@ def package_versions() -> dict:
     """Versions that matter for reproducing a run: Python, cnnlab, NumPy (and CuPy when present)."""
     import numpy
 
-    from .. import __version__
+    from ..version import __version__
 
     versions = {"python": platform.python_version(), "cnnlab": __version__, "numpy": numpy.__version__}
     try:

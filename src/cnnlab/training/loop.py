@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..engine.backend import make_rng, to_numpy
-# The callbacks live in their own module; they stay importable from here (``from cnnlab.training.loop import ...``).
-from .callbacks import Callback, EarlyStopping, EpochLog, ProgressBar, TrainingState, format_row  # noqa: F401
-from .config import MONITORS
+from .callbacks import MONITORS, Callback, EarlyStopping, EpochLog, History, ProgressBar, TrainingState
 from ..data.normalize import normalize
 from ..data_parallel import training_step
 from ..engine.device import model_device, to_device, to_device_array
@@ -74,42 +71,6 @@ def _arrays(data, name: str):
 
 
 # -- history ------------------------------------------------------------------------------------------
-@dataclass
-class History:
-    """What happened, one row per epoch: ``epoch`` (1-based), ``train_cost``, ``train_accuracy``,
-    ``val_cost``, ``val_accuracy`` (``None`` when switched off), ``lr``, ``seconds``.
-
-    ``history["val_accuracy"]`` gives a column as a list; ``stop_reason`` is ``"completed"``,
-    ``"early_stop"``, ``"interrupted"`` or ``"diverged"``.
-    """
-
-    rows: list[dict] = field(default_factory=list)
-    stop_reason: str | None = None
-
-    def __getitem__(self, key: str) -> list:
-        return [row.get(key) for row in self.rows]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def epochs_done(self) -> int:
-        return self.rows[-1]["epoch"] if self.rows else 0
-
-    @property
-    def best(self) -> dict | None:
-        """The row with the highest validation accuracy (the first one on ties), or ``None``."""
-        scored = [r for r in self.rows if r.get("val_accuracy") is not None]
-        return max(scored, key=lambda r: r["val_accuracy"]) if scored else None
-
-    def plot(self, title: str | None = None):
-        """Learning curves as a matplotlib Figure (shown inline in a notebook)."""
-        from ..plots import curves_figure
-
-        return curves_figure(self, title)
-
-
-# -- the loop -------------------------------------------------------------------------------------------
 def batch_bounds(n: int, batch_size: int, fold_single: bool = False) -> list[int]:
     """Start of every mini-batch of an epoch over ``n`` samples, then ``n``: batch ``b`` is
     ``order[bounds[b]:bounds[b + 1]]``.

@@ -247,7 +247,7 @@ def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) ->
     each channel is also shifted and scaled to mean 0 and standard deviation 1 over those images —
     measured on the training split only, so the validation and test sets stay unseen.
     """
-    from ..io import MNIST_PREPROCESSING
+    from ..data.normalize import MNIST_PREPROCESSING
 
     if dataset_name.lower() in ("mnist", "fashion-mnist"):
         pre = dict(MNIST_PREPROCESSING)
@@ -400,7 +400,8 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     """
     from .config import TrainConfig, resolved
     from ..engine.losses import get_loss
-    from .loop import History, evaluate, fit
+    from .callbacks import History
+    from .loop import evaluate, fit
 
     if resume is not None:
         run = RunFolder.open(resume)
