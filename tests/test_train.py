@@ -237,12 +237,3 @@ def test_early_stop_without_validation_accuracy_is_refused():
     with pytest.raises(ConfigError, match="the val_accuracy monitor is off"):
         fit(small_model(), toy_data(40), toy_data(20, 1), epochs=3, early_stop=2,
             monitors={"val_accuracy": False}, progress=False, verbose=False)
-
-
-def test_callbacks_live_in_their_module_and_stay_importable_from_train():
-    import cnnlab.training.callbacks as callbacks
-    import cnnlab.training.loop as train
-
-    for name in ("Callback", "TrainingState", "ProgressBar", "EpochLog", "EarlyStopping", "format_row"):
-        assert getattr(train, name) is getattr(callbacks, name)
-        assert getattr(callbacks, name).__module__ == "cnnlab.training.callbacks"
