@@ -197,22 +197,25 @@ def to_torch(model, dtype=None, drop_final_softmax: bool = True):
     return net
 
 
-def _as_numpy_state(state) -> dict[str, np.ndarray]:
+def _as_numpy_state(state, what: str) -> dict[str, np.ndarray]:
     """A state dict of torch tensors or NumPy arrays -> float64 NumPy arrays (ignored buffers dropped)."""
-    torch = require_torch()
+    import sys
+
+    torch = sys.modules.get("torch")  # a tensor can only be here if torch is imported: NumPy needs no torch
 
     arrays = {}
     for name, value in state.items():
         if not isinstance(name, str):
-            raise ModelFileError(f"state dict key {name!r} is not a string")
+            raise ModelFileError(f"{what}: state dict key {name!r} is not a string")
         if name.rsplit(".", 1)[-1] in IGNORED_BUFFERS:
             continue
-        if isinstance(value, torch.Tensor):
+        if torch is not None and isinstance(value, torch.Tensor):
             if not value.is_floating_point():
-                raise ModelFileError(f"tensor {name} has dtype {value.dtype}; expected floating point")
+                raise ModelFileError(f"{what}: tensor {name} has dtype {value.dtype}; expected floating point")
             value = value.detach().to("cpu", torch.float64).numpy()
         elif not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
-            raise ModelFileError(f"state dict entry {name} is {type(value).__name__}; expected a floating-point tensor")
+            raise ModelFileError(f"{what}: state dict entry {name} is {type(value).__name__}; "
+                                 "expected a floating-point tensor")
         arrays[name] = value
     return arrays
 
@@ -234,12 +237,13 @@ def from_torch(source, model, what: str = "the PyTorch weights"):
         source = source.state_dict()
     if not hasattr(source, "items"):
         raise ModelFileError(f"{what}: expected a state dict (names -> tensors), received {type(source).__name__}")
-    state = _as_numpy_state(source)
     expected = _name_map(model)
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+    names = {str(name) for name in source.keys() if str(name).rsplit(".", 1)[-1] not in IGNORED_BUFFERS}
+    missing, unexpected = set(expected) - names, names - set(expected)
     if missing or unexpected:
         raise ModelFileError(f"{what} do not match {model.name}: missing {_listed(missing)}; "
                              f"unexpected {_listed(unexpected)}")
+    state = _as_numpy_state(source, what)
     for name, (_, _, shape) in expected.items():
         if tuple(state[name].shape) != shape:
             raise ModelFileError(f"{what}: tensor {name} has shape {tuple(state[name].shape)}; "
