@@ -70,14 +70,15 @@ def export(model, fmt, out):
         click.echo(f"wrote {out}: {label} as ONNX opset {OPSET}, input 'input' (N, "
                    f"{', '.join(map(str, net.input_shape))}) float32, output 'output' (N, {net.output_shape[-1]})")
     else:
-        from .torch_bridge import require_torch
+        from .torch_bridge import require_torch, torch_code
         from .torch_export import export_torch
 
         require_torch()
         net, _, label = _model_and_folder(model)
         export_torch(net, out)
-        click.echo(f"wrote {out}: {label} as a PyTorch state dict with its nn.Sequential description.\n"
-                   f"Rebuild it: bundle = torch.load({out!r}, weights_only=True); "
+        click.echo(f"wrote {out}: {label} as a PyTorch state dict and the nn.Sequential it loads into:\n\n"
+                   f"{torch_code(net)}\n\n"
+                   f"Rebuild it (docs/export.md): bundle = torch.load({out!r}, weights_only=True); "
                    f"net = nn.Sequential(*[getattr(nn, m['type'])(**m['kwargs']) for m in bundle['modules']]); "
                    f"net.load_state_dict(bundle['state_dict']); net.eval()")
 

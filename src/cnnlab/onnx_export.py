@@ -53,21 +53,13 @@ def require_onnx():
 
 
 def model_metadata(model) -> dict[str, str]:
-    """The ``metadata_props`` written into the ONNX file: preprocessing, class names, architecture (JSON).
+    """The ``metadata_props`` written into the ONNX file: ``cnnlab.preprocessing``, ``cnnlab.class_names``
+    and ``cnnlab.architecture`` as JSON (see :func:`cnnlab.export_info.export_info`), and the input formula."""
+    from .export_info import export_info
 
-    A model read from a file has its metadata in ``model.info``; a model built in memory gets the defaults
-    a model file would get (MNIST preprocessing, classes "0".."K-1").
-    """
-    from .io import MNIST_PREPROCESSING
-
-    info = getattr(model, "info", None) or {}
-    classes = info.get("class_names") or [str(i) for i in range(model.output_shape[-1])]
-    return {
-        "cnnlab.preprocessing": json.dumps(info.get("preprocessing") or MNIST_PREPROCESSING),
-        "cnnlab.class_names": json.dumps(list(classes)),
-        "cnnlab.architecture": json.dumps(model.get_config()),
-        "cnnlab.input": "input = (pixels * scale - mean) / std, float32 (N, C, H, W); see cnnlab.preprocessing",
-    }
+    props = {f"cnnlab.{key}": json.dumps(value) for key, value in export_info(model).items()}
+    props["cnnlab.input"] = "input = (pixels * scale - mean) / std, float32 (N, C, H, W); see cnnlab.preprocessing"
+    return props
 
 
 class _GraphBuilder:

@@ -44,7 +44,7 @@ FORMAT_VERSION = 1
 def torch_bundle(model) -> dict:
     """The dict an exported ``.pt`` file holds (see the module docstring); float32 tensors."""
     torch = require_torch()
-    from .onnx_export import model_metadata  # the same defaults (preprocessing, class names) as ONNX
+    from .export_info import export_info  # the same description (preprocessing, class names) as ONNX
 
     modules = torch_modules(model, drop_final_softmax=False)
     # Start from the rebuilt module's own state dict, so the buffers PyTorch adds (num_batches_tracked)
@@ -52,16 +52,16 @@ def torch_bundle(model) -> dict:
     state = build_sequential(modules).state_dict()
     for name, value in torch_state_dict(model, modules).items():
         state[name] = torch.tensor(value, dtype=torch.float32)
-    meta = {key.removeprefix("cnnlab."): value for key, value in model_metadata(model).items()}
+    info = export_info(model)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "state_dict": state,
         "modules": [spec.describe() for spec in modules],
         "code": torch_code(modules),
-        "preprocessing": json.loads(meta["preprocessing"]),
-        "class_names": json.loads(meta["class_names"]),
-        "cnnlab_architecture": json.loads(meta["architecture"]),
+        "preprocessing": info["preprocessing"],
+        "class_names": info["class_names"],
+        "cnnlab_architecture": info["architecture"],
     }
 
 
