@@ -38,6 +38,14 @@ HOSTILE = [  # (argv, what the message must mention)
     (["bench", "layers", "--batch", "0"], "--batch"),
     (["serve", "--port", "0"], "--port"),
     (["predict", "--example", "--top-k", "0"], "--top-k"),
+    (["export", "--format", "tflite", "-o", "{tmp}/m.tflite"], "--format"),
+    (["export", "-o", "{tmp}/m.bin"], "--format onnx or --format torch"),
+    (["export", "-o", "{tmp}"], "-o"),
+    (["import", "{tmp}/w.pt", "--arch", "lenet5", "--classes", "0", "-o", "{tmp}/m.safetensors"], "--classes"),
+    (["import", "{tmp}/w.pt", "--arch", "lenet5", "--input-shape", "0,28,28", "-o", "{tmp}/m.safetensors"],
+     "--input-shape"),
+    (["import", "{tmp}/w.pt", "--arch", "lenet5", "--activation", "swish", "-o", "{tmp}/m.safetensors"], "swish"),
+    (["import", "{tmp}/w.pt", "--arch", "lenet5", "-o", "{tmp}/m.safetensors"], "not found"),
 ]
 
 

@@ -99,14 +99,15 @@ def gradcheck(ctx, arch, input_shape, classes, batch, samples, tolerance, loss_n
 
 # -- commands that live next to their subsystem ----------------------------------------------------------
 def _register_subsystem_commands() -> None:
-    """Add the command groups defined beside the code they drive (data, training, recognition)."""
+    """Add the command groups defined beside the code they drive (data, training, recognition, export)."""
     from .data.cli import data
+    from .export_cli import export, import_weights
     from .inspect_cli import bench, show
     from .serve.cli import predict, serve
     from .studies.cli import study, sweep
     from .training.cli import evaluate, train
 
-    for command in (data, train, evaluate, predict, serve, sweep, study, bench, show):
+    for command in (data, train, evaluate, predict, serve, sweep, study, bench, show, export, import_weights):
         cli.add_command(command)
 
 
