@@ -31,8 +31,8 @@ def main() -> None:
     from cnnlab.data import load_dataset
     from cnnlab.data.normalize import normalize
     from cnnlab.io import load_bundled_model
-    from cnnlab.onnx_export import to_onnx
-    from cnnlab.torch_export import export_torch
+    from cnnlab.interop.onnx_export import to_onnx
+    from cnnlab.interop.torch_export import export_torch
     from export_models import PRESETS, preset
 
     x = normalize(load_dataset("mnist", split="test", progress=False).images[: args.images])

@@ -22,7 +22,7 @@ def main(argv=None) -> None:
 
     from cnnlab.training.presets import build
     from cnnlab.data import load_dataset, train_val_split
-    from cnnlab.torch_bridge import to_torch
+    from cnnlab.interop.torch_bridge import to_torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="lenet5")

@@ -180,7 +180,7 @@ def memory_child(library: str, arch: str, images: int, batch: int, threads: int)
     if library == "torch":
         import torch
 
-        from cnnlab.torch_bridge import to_torch
+        from cnnlab.interop.torch_bridge import to_torch
 
         torch.set_num_threads(threads)
         net = to_torch(model)
@@ -214,7 +214,7 @@ def bench_arch(arch, x, y, test_x, batch, optimizer, lr, epochs, threads):
     from cnnlab.training.presets import build
     from cnnlab.data_parallel import DataParallel, training_step
     from cnnlab.engine.losses import get_loss
-    from cnnlab.torch_bridge import to_torch
+    from cnnlab.interop.torch_bridge import to_torch
 
     built = build(arch, seed=0)
     model = training_step(built, threads)  # as `cnnlab train` trains: shards per step when it pays

@@ -13,7 +13,7 @@ from cnnlab.io import load_bundled_model, load_model, save_model
 
 onnx = pytest.importorskip("onnx", reason="ONNX export tests need onnx (pip install -e '.[test]')")
 ort = pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime (pip install -e '.[test]')")
-from cnnlab.onnx_export import OPSET, onnx_metadata, to_onnx  # noqa: E402
+from cnnlab.interop.onnx_export import OPSET, onnx_metadata, to_onnx  # noqa: E402
 from export_models import PRESETS, every_layer_model, preset  # noqa: E402
 
 TOLERANCE = 1e-5

@@ -8,7 +8,7 @@ from cnnlab.engine.losses import get_loss
 from cnnlab.engine.optim import SGD, Adam
 
 torch = pytest.importorskip("torch", reason="parity tests need torch (pip install -e '.[test]')")
-from cnnlab.torch_bridge import to_torch, torch_grads_by_cnnlab_name  # noqa: E402
+from cnnlab.interop.torch_bridge import to_torch, torch_grads_by_cnnlab_name  # noqa: E402
 
 
 @pytest.mark.parametrize("arch,shape,options", [

@@ -13,7 +13,7 @@ from cnnlab.io import load_model, save_model
 torch = pytest.importorskip("torch", reason="PyTorch export tests need torch (pip install -e '.[test]')")
 from torch import nn  # noqa: E402
 
-from cnnlab.torch_bridge import from_torch, to_torch, torch_code  # noqa: E402
+from cnnlab.interop.torch_bridge import from_torch, to_torch, torch_code  # noqa: E402
 from export_models import PRESETS, every_layer_model, preset  # noqa: E402
 
 TOLERANCE = 1e-5

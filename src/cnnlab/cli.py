@@ -12,7 +12,7 @@ import sys
 import click
 
 from .version import __version__
-from .cli_types import Finite
+from .cli_types import Finite, parse_shape
 from .engine.errors import CnnlabError
 
 
@@ -31,18 +31,6 @@ def arch_option(default: str | None = "lenet5"):
 def input_shape_option():
     return click.option("--input-shape", default="1,28,28", show_default=True,
                         help="Shape of one sample, C,H,W (3,32,32 for CIFAR-10).")
-
-
-def parse_shape(text: str) -> tuple[int, ...]:
-    from .engine.errors import ConfigError
-
-    try:
-        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
-    except ValueError:
-        raise ConfigError(f"--input-shape must be integers like 1,28,28, received {text!r}") from None
-    if not shape or min(shape) <= 0:
-        raise ConfigError(f"--input-shape must be positive integers like 1,28,28, received {text!r}")
-    return shape
 
 
 # -- engine commands ---------------------------------------------------------------------------------
@@ -101,7 +89,7 @@ def gradcheck(ctx, arch, input_shape, classes, batch, samples, tolerance, loss_n
 def _register_subsystem_commands() -> None:
     """Add the command groups defined beside the code they drive (data, training, recognition, export)."""
     from .data.cli import data
-    from .export_cli import export, import_weights
+    from .interop.cli import export, import_weights
     from .inspect_cli import bench, show
     from .serve.cli import predict, serve
     from .studies.cli import study, sweep

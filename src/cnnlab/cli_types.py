@@ -11,6 +11,8 @@ import math
 
 import click
 
+from .engine.errors import ConfigError
+
 
 class Finite(click.ParamType):
     """A finite float, optionally ``>= low`` (``> low`` with ``open_low``) and ``<= high``."""
@@ -39,3 +41,13 @@ class Finite(click.ParamType):
             self.fail(f"{value!r} is not a finite number {self._range()}", param, ctx)
         return number
 
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,28,28"`` (or ``1x28x28``) -> ``(1, 28, 28)``; a ConfigError naming ``--input-shape`` otherwise."""
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--input-shape must be integers like 1,28,28, received {text!r}") from None
+    if not shape or min(shape) <= 0:
+        raise ConfigError(f"--input-shape must be positive integers like 1,28,28, received {text!r}")
+    return shape

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, atomic
-from .engine.backend import to_numpy
-from .engine.errors import ConfigError
+from .. import atomic
+from ..version import __version__
+from ..engine.backend import to_numpy
+from ..engine.errors import ConfigError
 
 OPSET = 17
 #: The IR version of opset 17 (ONNX 1.12): runtimes that know opset 17 all read it.
@@ -54,7 +55,7 @@ def require_onnx():
 
 def model_metadata(model) -> dict[str, str]:
     """The ``metadata_props`` written into the ONNX file: ``cnnlab.preprocessing``, ``cnnlab.class_names``
-    and ``cnnlab.architecture`` as JSON (see :func:`cnnlab.export_info.export_info`), and the input formula."""
+    and ``cnnlab.architecture`` as JSON (see :func:`cnnlab.interop.export_info.export_info`), and the input formula."""
     from .export_info import export_info
 
     props = {f"cnnlab.{key}": json.dumps(value) for key, value in export_info(model).items()}

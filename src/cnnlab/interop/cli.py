@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from .engine.errors import ConfigError
+from ..engine.errors import ConfigError
 
 FORMATS = {"onnx": (".onnx",), "torch": (".pt", ".pth")}
 ARCH_HELP = "Architecture preset the weights belong to: mlp, mlp:784-30-10, lenet5, vgg-mini, keras-mnist, cnn-bn."
@@ -57,7 +57,7 @@ def export(model, fmt, out):
     MODEL is a model file or a run folder; without it, the bundled LeNet-5. The preprocessing the model
     expects (scale, mean, std, polarity, size) and its class names go into the file's metadata.
     """
-    from .training.cli import _model_and_folder
+    from ..training.cli import _model_and_folder
 
     fmt = _format_of(out, fmt)
     _refuse_overwriting(out, model)
@@ -95,13 +95,13 @@ def import_weights(weights, arch, input_shape, classes, activation, pooling, out
     """Read the PyTorch weights in WEIGHTS (.pt) into a cnnlab model file.
 
     WEIGHTS is a file written by `cnnlab export --format torch` or torch.save(net.state_dict(), path) of an
-    nn.Sequential laid out as `cnnlab export` writes it (`cnnlab.torch_bridge.torch_code` prints it). It is
+    nn.Sequential laid out as `cnnlab export` writes it (`cnnlab.interop.torch_bridge.torch_code` prints it). It is
     read with torch.load(weights_only=True): no code in it is ever run. Every name and shape must match
     the architecture; otherwise nothing is written.
     """
-    from .training.presets import build
-    from .cli import parse_shape
-    from .io import save_model
+    from ..training.presets import build
+    from ..cli_types import parse_shape
+    from ..io import save_model
     from .torch_bridge import from_torch, require_torch
     from .torch_export import check_extras, check_same_architecture, read_torch_file
 

@@ -3,7 +3,7 @@
 From Python::
 
     import cnnlab
-    from cnnlab.torch_bridge import to_torch, from_torch, torch_code
+    from cnnlab.interop.torch_bridge import to_torch, from_torch, torch_code
 
     model = cnnlab.load_model("lenet5.safetensors")
     net = to_torch(model, drop_final_softmax=False)   # an nn.Sequential; net.eval() gives model's outputs
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine.backend import to_numpy
-from .engine.errors import ConfigError, ModelFileError
+from ..engine.backend import to_numpy
+from ..engine.errors import ConfigError, ModelFileError
 
 INSTALL_HINT = "pip install torch (see https://pytorch.org for the CPU or CUDA build)"
 #: A BatchNorm buffer PyTorch keeps (how many training steps it took) and cnnlab has no use for: written

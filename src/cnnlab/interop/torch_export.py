@@ -33,8 +33,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import atomic
-from .engine.errors import ModelFileError
+from .. import atomic
+from ..engine.errors import ModelFileError
 from .torch_bridge import build_sequential, require_torch, torch_code, torch_modules, torch_state_dict
 
 FORMAT = "cnnlab-torch"

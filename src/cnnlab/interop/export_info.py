@@ -10,7 +10,7 @@ from __future__ import annotations
 
 def export_info(model) -> dict:
     """``{"preprocessing": dict, "class_names": [str], "architecture": Sequential.get_config()}``."""
-    from .io import MNIST_PREPROCESSING
+    from ..io import MNIST_PREPROCESSING
 
     info = getattr(model, "info", None) or {}
     classes = info.get("class_names") or [str(i) for i in range(model.output_shape[-1])]

@@ -1,0 +1,1 @@
+"""Meeting the ecosystem: ONNX and PyTorch export, PyTorch import, the bridge to torch.nn."""
