@@ -53,9 +53,7 @@ class _Activation(Layer):
         return y
 
     def backward(self, grad_out):
-        if self._cache is None:
-            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
-        return self._backward(grad_out, self._cache)
+        return self._backward(grad_out, self.cached(self._cache))
 
     # Subclasses: _forward(x) -> (y, what backward needs); _backward(grad_out, cache) -> grad_in.
     def _forward(self, x):

@@ -26,6 +26,13 @@ from ..backend import DEFAULT_DTYPE, array_module
 from ..errors import ConfigError, ShapeError
 
 
+def positive_int(value, what: str, layer: str) -> int:
+    """``value`` if it is an int >= 1 (not a bool); else a :class:`ConfigError` quoting it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{layer}: {what} must be a positive integer, received {value!r}")
+    return value
+
+
 def int_pair(value, what: str, layer: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints (each >= ``minimum``) -> pair; :class:`ConfigError` quoting the value."""
     pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -118,6 +125,13 @@ class Layer:
                 f"{self.describe()}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"received {tuple(x.shape)}"
             )
+
+    def cached(self, value):
+        """``value`` (something the last training forward pass kept for backward), or a RuntimeError
+        saying that backward came first."""
+        if value is None:
+            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
+        return value
 
     def zero_grads(self) -> None:
         for key, p in self.params.items():

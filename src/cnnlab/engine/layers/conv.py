@@ -44,8 +44,9 @@ from __future__ import annotations
 from ..backend import array_module
 from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
-from ..ops.im2col import ConvGeometry, col2im, grid_to_images, im2col, images_to_grid, same_padding
-from .base import Layer, int_pair
+from ..ops.im2col import (ConvGeometry, col2im, grid_to_images, im2col, images_to_grid, same_padding,
+                          weight_gradient)
+from .base import Layer, int_pair, positive_int
 
 
 class Conv2D(Layer):
@@ -57,9 +58,7 @@ class Conv2D(Layer):
     def __init__(self, filters: int, kernel_size, stride=1, padding=0, use_bias: bool = True,
                  kernel_initializer: str = "he", bias_initializer: str = "zeros", name: str | None = None):
         super().__init__(name)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ConfigError(f"Conv2D: filters must be a positive integer, received {filters!r}")
-        self.filters = filters
+        self.filters = positive_int(filters, "filters", "Conv2D")
         self.kernel_size = int_pair(kernel_size, "kernel_size", "Conv2D", 1)
         self.stride = int_pair(stride, "stride", "Conv2D", 1)
         if self.stride[0] != self.stride[1]:
@@ -172,8 +171,7 @@ class Conv2D(Layer):
 
         Returns ``None`` when ``needs_input_grad`` is False (first layer).
         """
-        if self._cols is None:
-            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
+        cols = self.cached(self._cols)
         xp = array_module(grad_out)
         geom, n = self.geometry, self._n
         expected = (n, self.filters, geom.out_h, geom.out_w)
@@ -181,24 +179,17 @@ class Conv2D(Layer):
             raise ShapeError(f"{self.describe()}: expected a gradient of shape {expected}, received {tuple(grad_out.shape)}")
         delta = self._workspace("delta", (self.filters, geom.grid_size(n)), xp, zeros=True)
         delta = images_to_grid(grad_out, geom, out=delta)  # (F, N*Ho*Wg), zeros in junk columns
-        # dL/dW: valid correlation of input and deltas, δ (F, N·G) @ cols.T (transposed views: BLAS reads
-        # them as they are). When the windows have at least as many values as there are filters we form the
-        # transpose cols @ δ.T (C·kh·kw, F) instead: the same numbers, and OpenBLAS runs that orientation of
-        # a long-inner-dimension product 15-35% faster (docs/performance.md).
-        if geom.window_size >= self.filters:
-            grad_w = xp.ascontiguousarray((self._cols @ delta.T).T)
-        else:
-            grad_w = delta @ self._cols.T
-        self.grads["W"] = grad_w.reshape(self.params["W"].shape)
+        # The three gradients of y = W · cols + b (one matrix product, so three short lines):
+        self.grads["W"] = weight_gradient(delta, cols).reshape(self.params["W"].shape)  # dL/dW = δ · colsᵀ
         if self.use_bias:
-            self.grads["b"] = delta.sum(axis=1)
+            self.grads["b"] = delta.sum(axis=1)  # dL/db = Σ δ over every position of every image
         if not self.needs_input_grad:
             return None
         if self._transposed_geometry is not None:
             return self._input_gradient_by_convolution(grad_out, xp)
-        # dL/dx: full convolution with the rotated kernels, computed as col2im(W.T @ δ).
+        # dL/dx = col2im(Wᵀ · δ): the full convolution with the rotated kernels, folded back into images.
         weights = self.params["W"].reshape(self.filters, -1)
-        dcols = self._workspace("dcols", self._cols.shape, xp)
+        dcols = self._workspace("dcols", cols.shape, xp)
         xp.matmul(weights.T, delta, out=dcols)
         padded = self._workspace("dpadded", geom.padded_shape(n), xp)
         return col2im(dcols, n, geom, padded=padded)

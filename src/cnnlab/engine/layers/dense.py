@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
-from .base import Layer
+from .base import Layer, positive_int
 
 
 class Dense(Layer):
@@ -26,8 +26,7 @@ class Dense(Layer):
     def __init__(self, units: int, use_bias: bool = True, kernel_initializer: str = "glorot",
                  bias_initializer: str = "zeros", name: str | None = None):
         super().__init__(name)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ConfigError(f"Dense: units must be a positive integer, received {units!r}")
+        positive_int(units, "units", "Dense")
         get_initializer(kernel_initializer)  # fail now, not at build time, on an unknown name
         get_initializer(bias_initializer)
         self.units = units
@@ -78,9 +77,7 @@ class Dense(Layer):
 
     def backward(self, grad_out):
         """``(N, units) -> (N, n_in)``; stores ``grads["W"]`` and ``grads["b"]``."""
-        if self._x is None:
-            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
-        self.grads["W"] = self._x.T @ grad_out
+        self.grads["W"] = self.cached(self._x).T @ grad_out
         if self.use_bias:
             self.grads["b"] = grad_out.sum(axis=0)
         if not self.needs_input_grad:  # first layer: dL/dx (the data) is never used

@@ -81,6 +81,4 @@ class Dropout(Layer):
     def backward(self, grad_out):
         if self.rate == 0:
             return grad_out
-        if self._mask is None:
-            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
-        return grad_out * self._mask
+        return grad_out * self.cached(self._mask)

@@ -132,9 +132,7 @@ class BatchNorm(Layer):
             running += self.momentum * stat
 
     def backward(self, grad_out):
-        if self._cache is None:
-            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
-        x_hat, inv_std, m = self._cache
+        x_hat, inv_std, m = self.cached(self._cache)
         axes, bshape = self._layout(grad_out)
         xp = array_module(grad_out)
         channels = grad_out.shape[1]

@@ -85,9 +85,7 @@ class _Pool2D(Layer):
         return dx
 
     def _check_grad(self, grad_out):
-        if self._x_shape is None:
-            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
-        expected = (self._x_shape[0], *self.output_shape)
+        expected = (self.cached(self._x_shape)[0], *self.output_shape)
         if tuple(grad_out.shape) != expected:
             raise ShapeError(f"{self.describe()}: expected a gradient of shape {expected}, "
                              f"received {tuple(grad_out.shape)}")

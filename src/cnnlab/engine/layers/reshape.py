@@ -29,6 +29,4 @@ class Flatten(Layer):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad_out):
-        if self._shape is None:
-            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
-        return grad_out.reshape(self._shape)
+        return grad_out.reshape(self.cached(self._shape))

@@ -221,3 +221,17 @@ def images_to_grid(dy, geom: ConvGeometry, out=None):
         out = xp.zeros((f, geom.grid_size(n)), dtype=dy.dtype)
     out.reshape(f, n, geom.out_h, geom.grid_w)[:, :, :, :geom.out_w] = dy.transpose(1, 0, 2, 3)
     return out
+
+
+def weight_gradient(delta, cols):
+    """dL/dW of a convolution, ``δ (F, N·G) @ cols.T -> (F, C·kh·kw)``: the valid correlation of the inputs
+    with the deltas.
+
+    Both operands are read through transposed views (BLAS takes them as they are). When the windows have
+    at least as many values as there are filters we form the transpose ``cols @ δ.T`` ``(C·kh·kw, F)``
+    instead: the same numbers, and OpenBLAS runs that orientation of a long-inner-dimension product 15-35%
+    faster (docs/performance.md).
+    """
+    if cols.shape[0] >= delta.shape[0]:
+        return array_module(cols).ascontiguousarray((cols @ delta.T).T)
+    return delta @ cols.T
