@@ -106,7 +106,7 @@ def test_resolved_record_has_versions_seed_and_derived_values():
 
 
 def test_layers_from_a_config_file_build_the_model(tmp_path):
-    from cnnlab.training.runs import build_model
+    from cnnlab.training.recipes import build_model
 
     path = tmp_path / "net.toml"
     path.write_text('layers = [{type = "Flatten"}, {type = "Dense", units = 12}, {type = "ReLU"},\n'
@@ -117,7 +117,7 @@ def test_layers_from_a_config_file_build_the_model(tmp_path):
 
 
 def test_mlp_output_follows_the_loss():
-    from cnnlab.training.runs import build_model
+    from cnnlab.training.recipes import build_model
 
     softmax = build_model(TrainConfig(arch="mlp:784-30-10"), (1, 28, 28), 10)
     sigmoid = build_model(TrainConfig(arch="mlp:784-30-10", loss="quadratic"), (1, 28, 28), 10)
@@ -173,7 +173,7 @@ def test_known_names_pass_in_any_case_and_layers_skip_the_preset_check():
 
 def test_weight_decay_is_passed_only_when_given_so_adamw_keeps_its_default():
     from cnnlab.engine.optim import AdamW
-    from cnnlab.training.runs import build_optimizer
+    from cnnlab.training.recipes import build_optimizer
 
     optimizer, decay = build_optimizer(TrainConfig(optimizer="adamw"), n_train=1000)
     assert isinstance(optimizer, AdamW) and optimizer.weight_decay == decay == 1e-2

@@ -146,7 +146,7 @@ def test_every_caller_takes_its_default_from_io_mnist_preprocessing(monkeypatch)
     from cnnlab import io
     from cnnlab.training.presets import build
     from cnnlab.data.augment import Augmentation
-    from cnnlab.training.runs import preprocessing_for
+    from cnnlab.training.recipes import preprocessing_for
     from cnnlab.serve.recognize import model_inputs
     from cnnlab.training.loop import to_inputs
     from cnnlab.visualize import model_input

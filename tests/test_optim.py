@@ -166,7 +166,7 @@ def test_get_optimizer_errors():
 
 # -- schedules -----------------------------------------------------------------------------------------
 def test_constant_and_step_schedules():
-    assert [optim.constant(0.1)(e) for e in (0, 5, 100)] == [0.1, 0.1, 0.1]
+    assert [optim.ConstantLR(0.1)(e) for e in (0, 5, 100)] == [0.1, 0.1, 0.1]
     step = optim.StepLR(1.0, step_size=3, gamma=0.5)
     assert [step(e) for e in range(7)] == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]
 

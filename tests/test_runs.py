@@ -15,7 +15,9 @@ from cnnlab.training.config import TrainConfig
 from cnnlab.engine.errors import ConfigError, NumericalError
 from cnnlab.io import load_model, read_model_info
 from cnnlab.data.loading import load_dataset
-from cnnlab.training.runs import RunFolder, load_checkpoint, load_data, train_run
+from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.training.recipes import load_data
+from cnnlab.training.runs import RunFolder, train_run
 from cnnlab.training.callbacks import Callback
 
 DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
@@ -63,7 +65,7 @@ def test_run_folder_holds_every_file_and_the_model_loads(tmp_path):
 
 
 def test_standardize_stores_the_training_split_statistics_and_evaluation_uses_them(tmp_path):
-    from cnnlab.training.runs import preprocessing_for
+    from cnnlab.training.recipes import preprocessing_for
     from cnnlab.training.loop import evaluate
 
     run, _, model = train_run(TrainConfig(**{**SMALL, "epochs": 1, "test": True}, standardize=True,

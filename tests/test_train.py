@@ -149,7 +149,7 @@ def test_early_stopping_waits_patience_epochs():
 def test_resume_from_checkpoint_gives_identical_weights(tmp_path):
     """2 epochs straight == 1 epoch, checkpoint, fresh objects, 1 more epoch (dropout + augmentation)."""
     from cnnlab.data.augment import Augmentation
-    from cnnlab.training.runs import load_checkpoint, save_checkpoint
+    from cnnlab.training.checkpoint import load_checkpoint, save_checkpoint
 
     data = toy_data(90)
     kw = dict(batch_size=20, augment=Augmentation(rotation=10, shift=1, scale=0.05), progress=False, verbose=False)

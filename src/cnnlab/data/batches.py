@@ -116,10 +116,6 @@ class Batches:
         n, b = len(self.labels), self.batch_size
         return n // b if self.drop_last else -(-n // b)  # ceil
 
-    @property
-    def num_samples(self) -> int:
-        return len(self.labels)
-
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The next epoch (0, 1, 2, ... on successive loops)."""
         epoch = self.epochs_done

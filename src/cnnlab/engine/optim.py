@@ -219,11 +219,6 @@ class CosineLR:
         return self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
 
 
-def constant(base_lr: float) -> ConstantLR:
-    """The constant schedule (a readable alias of :class:`ConstantLR`)."""
-    return ConstantLR(base_lr)
-
-
 SCHEDULES = {"constant": ConstantLR, "step": StepLR, "cosine": CosineLR}
 
 

@@ -12,11 +12,9 @@
       curves.png             cost and accuracy, training vs validation
       summary.json           how it ended: stop reason, epochs, best validation and test accuracy, time
 
-The checkpoint is one safetensors file — arrays under ``model/<name>`` and ``optim/<param>/<key>``, and
-the rest (epoch, history, optimizer scalars, the bit-generator states of the shuffling generator and
-of the model's dropout layers) as JSON in its metadata. One file, so one atomic rename: a checkpoint is
-either the previous one or the complete new one, never a mix. No pickle anywhere: opening a run folder
-executes no code.
+The checkpoint (:mod:`cnnlab.training.checkpoint`) and every other file are written atomically, and
+nothing is pickled: opening a run folder executes no code. What a config turns into (data, model,
+optimizer) is in :mod:`cnnlab.training.recipes`.
 """
 
 from __future__ import annotations
@@ -24,19 +22,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .. import atomic
-from ..engine.backend import get_xp, to_numpy
-from ..engine.errors import CnnlabError, ConfigError
+from ..engine.backend import get_xp
+from ..engine.errors import ConfigError
 from .callbacks import Callback
+from .checkpoint import jsonable, load_checkpoint, save_checkpoint
+from .recipes import build_model, build_optimizer, build_schedule, data_rng, load_data, preprocessing_for
 
-CHECKPOINT_VERSION = 1
 METRIC_COLUMNS = ("epoch", "train_cost", "train_accuracy", "val_cost", "val_accuracy", "lr", "seconds")
 
 
@@ -92,7 +89,7 @@ class RunFolder:
 
     # -- small files --------------------------------------------------------------------------------
     def write_config(self, data: dict) -> None:
-        atomic.write_text(self.config, json.dumps(_jsonable(data), indent=2) + "\n")
+        atomic.write_text(self.config, json.dumps(jsonable(data), indent=2) + "\n")
 
     def read_config(self) -> dict:
         try:
@@ -102,226 +99,13 @@ class RunFolder:
 
     def write_metrics(self, rows: list[dict]) -> None:
         """Rewrite ``metrics.csv`` and ``metrics.json`` with one row per epoch (missing values empty/null)."""
-        rows = [_jsonable({c: row.get(c) for c in METRIC_COLUMNS}) for row in rows]
+        rows = [jsonable({c: row.get(c) for c in METRIC_COLUMNS}) for row in rows]
         atomic.write_text(self.metrics_json, json.dumps(rows, indent=2) + "\n")
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
         atomic.write_text(self.metrics_csv, buffer.getvalue())
-
-    def read_metrics(self) -> list[dict]:
-        if not self.metrics_json.is_file():
-            return []
-        return json.loads(self.metrics_json.read_text(encoding="utf-8"))
-
-
-# -- checkpoints --------------------------------------------------------------------------------------
-def rng_state(rng: np.random.Generator) -> dict:
-    """The bit generator's state: a small JSON-able dict (PCG64: two 128-bit integers)."""
-    return rng.bit_generator.state
-
-
-def set_rng_state(rng: np.random.Generator, state: dict) -> None:
-    rng.bit_generator.state = state
-
-
-def model_rng_states(model) -> dict:
-    """States of the generators the model's layers draw from (dropout masks), by layer index."""
-    return {str(i): rng_state(layer.rng) for i, layer in enumerate(model.layers)
-            if isinstance(getattr(layer, "rng", None), np.random.Generator)}
-
-
-def restore_model_rng_states(model, states: dict) -> None:
-    for index, state in states.items():
-        layer = model.layers[int(index)]
-        if not isinstance(getattr(layer, "rng", None), np.random.Generator):
-            raise ConfigError(f"checkpoint holds a random state for layer {index}, which has no generator")
-        # Layers that share the model's generator get the same state several times: harmless.
-        set_rng_state(layer.rng, state)
-
-
-def save_checkpoint(path: str | os.PathLike, model, optimizer, *, epoch: int, rng: np.random.Generator,
-                    history: list[dict], extra: dict | None = None) -> Path:
-    """Write everything needed to continue training exactly after ``epoch`` (1-based, completed)."""
-    from safetensors.numpy import save
-
-    tensors = {f"model/{name}": np.ascontiguousarray(to_numpy(a)) for name, a in model.state_dict().items()}
-    optim_scalars = {}
-    for pname, slot in optimizer.state.items():
-        for key, value in slot.items():
-            if hasattr(value, "shape"):
-                tensors[f"optim/{pname}/{key}"] = np.ascontiguousarray(to_numpy(value))
-            else:
-                optim_scalars.setdefault(pname, {})[key] = value
-    meta = {
-        "version": CHECKPOINT_VERSION,
-        "epoch": int(epoch),
-        "optimizer": {"type": type(optimizer).__name__, "config": optimizer.get_config(),
-                      "scalars": optim_scalars},
-        "rng": rng_state(rng),
-        "model_rng": model_rng_states(model),
-        "architecture": model.get_config(),
-        "history": history,
-        "extra": extra or {},
-    }
-    data = save(tensors, metadata={"cnnlab-checkpoint": json.dumps(_jsonable(meta))})
-    atomic.write_bytes(path, data)
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike, model, optimizer, rng: np.random.Generator) -> dict:
-    """Restore model weights, optimizer state, and generator states in place; returns the metadata."""
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            meta = json.loads((fh.metadata() or {})["cnnlab-checkpoint"])
-        tensors = load_file(str(path))
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable cnnlab checkpoint ({exc})") from None
-    except Exception as exc:  # safetensors' own errors for a damaged file
-        raise ConfigError(f"{path}: not a readable cnnlab checkpoint ({exc})") from None
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise ConfigError(f"{path}: checkpoint version {meta.get('version')!r}, expected {CHECKPOINT_VERSION}")
-    try:
-        model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
-    except CnnlabError as exc:
-        raise ConfigError(f"{path}: the checkpoint does not fit the model ({exc})") from None
-    if meta["optimizer"]["type"] != type(optimizer).__name__:
-        raise ConfigError(f"{path}: checkpoint was written by optimizer {meta['optimizer']['type']}, "
-                          f"resuming with {type(optimizer).__name__}")
-    state: dict[str, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim/"):
-            pname, _, slot = key[len("optim/"):].rpartition("/")
-            state.setdefault(pname, {})[slot] = value
-    for pname, scalars in meta["optimizer"]["scalars"].items():
-        state.setdefault(pname, {}).update(scalars)
-    optimizer.state = state
-    set_rng_state(rng, meta["rng"])
-    restore_model_rng_states(model, meta.get("model_rng", {}))
-    return meta
-
-
-def _jsonable(value):
-    """Copy of ``value`` that ``json.dumps`` writes as strict JSON: NaN/inf become ``None``, NumPy -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-# -- a run from a config: data, model, optimizer, fit, files -------------------------------------------------
-def load_data(config, echo=print):
-    """``(train, val or None, class_names)`` for a config: the training split, the validation part held
-    out of it (seeded), then the first ``train_subset`` images of what remains."""
-    from ..data.loading import load_dataset
-    from ..data.splits import first_n, train_val_split
-
-    full = load_dataset(config.dataset, "train", config.data_dir, progress=config.progress)
-    train, val = full, None
-    if config.val_split:
-        count = int(config.val_split) if config.val_split >= 1 else float(config.val_split)
-        train, val = train_val_split(full, count, seed=config.seed)
-    if config.train_subset:
-        train = first_n(train, config.train_subset)
-    echo(f"data: {config.dataset}, {len(train):,} training images"
-         + (f", {len(val):,} validation images" if val is not None else ", no validation set"))
-    return train, val, full.class_names
-
-
-def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) -> dict:
-    """The preprocessing description stored in the model file (what ``predict`` must do to a picture).
-
-    Pixels are scaled to [0, 1]. With ``standardize_with`` (the uint8 training images ``(N, C, H, W)``)
-    each channel is also shifted and scaled to mean 0 and standard deviation 1 over those images —
-    measured on the training split only, so the validation and test sets stay unseen.
-    """
-    from ..data.normalize import MNIST_PREPROCESSING
-
-    if dataset_name.lower() in ("mnist", "fashion-mnist"):
-        pre = dict(MNIST_PREPROCESSING)
-    else:
-        c, h, w = sample_shape  # the same scaling (÷255), pictures taken as they are
-        pre = {**MNIST_PREPROCESSING, "polarity": "as-is", "size": [h, w], "channels": c}
-    if standardize_with is not None:  # statistics of pixels ÷ 255, the scale above
-        from ..data import channel_stats
-
-        mean, std = (np.round(v.astype(np.float64), 6).tolist() for v in channel_stats(standardize_with))
-        std = [s if s > 0 else 1.0 for s in std]  # a constant channel: shifting is enough
-        pre.update(mean=mean if len(mean) > 1 else mean[0], std=std if len(std) > 1 else std[0])
-    return pre
-
-
-def build_model(config, sample_shape, num_classes: int):
-    """The model a config describes: a preset (``arch``) or an explicit ``layers`` list."""
-    from .presets import build, parse_arch
-    from ..engine.model import Sequential
-
-    if config.layers:
-        specs = []
-        for i, spec in enumerate(config.layers):
-            if not isinstance(spec, dict) or "type" not in spec:
-                raise ConfigError(f"layers[{i}]: expected a table with a 'type' key, received {spec!r}")
-            options = spec.get("config", {k: v for k, v in spec.items() if k not in ("type", "name")})
-            specs.append({"type": spec["type"], "name": spec.get("name"), "config": options})
-        return Sequential.from_config({"name": "custom", "input_shape": list(sample_shape), "layers": specs},
-                                      seed=config.seed)
-    options = config.arch_kwargs()
-    if parse_arch(config.arch)[0] == "mlp" and "output" not in options:
-        # The softmax cross-entropy needs softmax outputs; Nielsen's quadratic and binary
-        # cross-entropy costs use sigmoid output units (the preset's default).
-        options["output"] = "softmax" if config.loss.lower() in ("crossentropy", "softmax-crossentropy", "ce") \
-            else "sigmoid"
-    return build(config.arch, sample_shape, num_classes, seed=config.seed, **options)
-
-
-def build_optimizer(config, n_train: int):
-    """(optimizer, weight decay it uses) for a config; ``lambda`` becomes ``λ / n_train`` (classic L2).
-
-    Without ``weight_decay`` or ``lambda`` the optimizer keeps its own default (0, and AdamW's 1e-2).
-    """
-    from ..engine.optim import classic_l2, get_optimizer
-
-    kwargs = {"lr": config.learning_rate}
-    if config.weight_decay is not None:
-        kwargs["weight_decay"] = config.weight_decay
-    if config.lmbda is not None:
-        kwargs["weight_decay"] = classic_l2(config.lmbda, n_train)
-    if config.optimizer.lower() in ("sgd", "momentum", "nesterov"):
-        if config.momentum is not None:
-            kwargs["momentum"] = config.momentum
-        if config.nesterov:
-            kwargs["nesterov"] = True
-    elif config.momentum is not None or config.nesterov:
-        raise ConfigError(f"momentum applies to the sgd, momentum and nesterov optimizers, not {config.optimizer!r}")
-    optimizer = get_optimizer(config.optimizer, **kwargs)
-    return optimizer, optimizer.weight_decay
-
-
-def build_schedule(config):
-    from ..engine.optim import get_schedule
-
-    options = {"constant": {}, "step": {"step_size": config.step_size, "gamma": config.gamma},
-               "cosine": {"total_epochs": config.epochs, "min_lr": config.min_lr}}
-    if config.schedule not in options:
-        raise ConfigError(f"unknown schedule {config.schedule!r}; expected one of: {', '.join(options)}")
-    return get_schedule(config.schedule, config.learning_rate, **options[config.schedule])
-
-
-def data_rng(seed: int) -> np.random.Generator:
-    """The generator that shuffles and augments: its own stream, independent of the weights' one."""
-    return np.random.default_rng(np.random.SeedSequence([seed, 1]))
 
 
 class RunRecorder(Callback):
@@ -467,5 +251,5 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
                           preprocessing=preprocessing, device=config.device)
         summary["test_accuracy"] = result.accuracy
         echo(f"test accuracy: {result.accuracy:.2%} on {result.n:,} images")
-    atomic.write_text(run.path / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+    atomic.write_text(run.path / "summary.json", json.dumps(jsonable(summary), indent=2) + "\n")
     return run, history, model

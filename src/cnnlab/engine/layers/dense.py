@@ -12,7 +12,7 @@ Backward, for ``G = dL/dy`` of shape ``(N, units)``::
 
 from __future__ import annotations
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ShapeError
 from ..init import get_initializer
 from .base import Layer, positive_int
 

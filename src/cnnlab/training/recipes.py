@@ -1,0 +1,111 @@
+"""Recipes: a training config turned into the objects that train — data, model, optimizer, schedule."""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from ..engine.errors import ConfigError
+from ..engine.losses import get_loss
+
+def load_data(config, echo=print):
+    """``(train, val or None, class_names)`` for a config: the training split, the validation part held
+    out of it (seeded), then the first ``train_subset`` images of what remains."""
+    from ..data.loading import load_dataset
+    from ..data.splits import first_n, train_val_split
+
+    full = load_dataset(config.dataset, "train", config.data_dir, progress=config.progress)
+    train, val = full, None
+    if config.val_split:
+        count = int(config.val_split) if config.val_split >= 1 else float(config.val_split)
+        train, val = train_val_split(full, count, seed=config.seed)
+    if config.train_subset:
+        train = first_n(train, config.train_subset)
+    echo(f"data: {config.dataset}, {len(train):,} training images"
+         + (f", {len(val):,} validation images" if val is not None else ", no validation set"))
+    return train, val, full.class_names
+
+
+def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) -> dict:
+    """The preprocessing description stored in the model file (what ``predict`` must do to a picture).
+
+    Pixels are scaled to [0, 1]. With ``standardize_with`` (the uint8 training images ``(N, C, H, W)``)
+    each channel is also shifted and scaled to mean 0 and standard deviation 1 over those images —
+    measured on the training split only, so the validation and test sets stay unseen.
+    """
+    from ..data.normalize import MNIST_PREPROCESSING
+
+    if dataset_name.lower() in ("mnist", "fashion-mnist"):
+        pre = dict(MNIST_PREPROCESSING)
+    else:
+        c, h, w = sample_shape  # the same scaling (÷255), pictures taken as they are
+        pre = {**MNIST_PREPROCESSING, "polarity": "as-is", "size": [h, w], "channels": c}
+    if standardize_with is not None:  # statistics of pixels ÷ 255, the scale above
+        from ..data import channel_stats
+
+        mean, std = (np.round(v.astype(np.float64), 6).tolist() for v in channel_stats(standardize_with))
+        std = [s if s > 0 else 1.0 for s in std]  # a constant channel: shifting is enough
+        pre.update(mean=mean if len(mean) > 1 else mean[0], std=std if len(std) > 1 else std[0])
+    return pre
+
+
+def build_model(config, sample_shape, num_classes: int):
+    """The model a config describes: a preset (``arch``) or an explicit ``layers`` list."""
+    from .presets import build, parse_arch
+    from ..engine.model import Sequential
+
+    if config.layers:
+        specs = []
+        for i, spec in enumerate(config.layers):
+            if not isinstance(spec, dict) or "type" not in spec:
+                raise ConfigError(f"layers[{i}]: expected a table with a 'type' key, received {spec!r}")
+            options = spec.get("config", {k: v for k, v in spec.items() if k not in ("type", "name")})
+            specs.append({"type": spec["type"], "name": spec.get("name"), "config": options})
+        return Sequential.from_config({"name": "custom", "input_shape": list(sample_shape), "layers": specs},
+                                      seed=config.seed)
+    options = config.arch_kwargs()
+    if parse_arch(config.arch)[0] == "mlp" and "output" not in options:
+        # The softmax cross-entropy needs softmax outputs; Nielsen's quadratic and binary
+        # cross-entropy costs use sigmoid output units (the preset's default).
+        options["output"] = "softmax" if get_loss(config.loss).fused_activation == "Softmax" else "sigmoid"
+    return build(config.arch, sample_shape, num_classes, seed=config.seed, **options)
+
+
+def build_optimizer(config, n_train: int):
+    """(optimizer, weight decay it uses) for a config; ``lambda`` becomes ``λ / n_train`` (classic L2).
+
+    Without ``weight_decay`` or ``lambda`` the optimizer keeps its own default (0, and AdamW's 1e-2).
+    """
+    from ..engine.optim import classic_l2, get_optimizer
+
+    kwargs = {"lr": config.learning_rate}
+    if config.weight_decay is not None:
+        kwargs["weight_decay"] = config.weight_decay
+    if config.lmbda is not None:
+        kwargs["weight_decay"] = classic_l2(config.lmbda, n_train)
+    if config.optimizer.lower() in ("sgd", "momentum", "nesterov"):
+        if config.momentum is not None:
+            kwargs["momentum"] = config.momentum
+        if config.nesterov:
+            kwargs["nesterov"] = True
+    elif config.momentum is not None or config.nesterov:
+        raise ConfigError(f"momentum applies to the sgd, momentum and nesterov optimizers, not {config.optimizer!r}")
+    optimizer = get_optimizer(config.optimizer, **kwargs)
+    return optimizer, optimizer.weight_decay
+
+
+def build_schedule(config):
+    from ..engine.optim import get_schedule
+
+    options = {"constant": {}, "step": {"step_size": config.step_size, "gamma": config.gamma},
+               "cosine": {"total_epochs": config.epochs, "min_lr": config.min_lr}}
+    if config.schedule not in options:
+        raise ConfigError(f"unknown schedule {config.schedule!r}; expected one of: {', '.join(options)}")
+    return get_schedule(config.schedule, config.learning_rate, **options[config.schedule])
+
+
+def data_rng(seed: int) -> np.random.Generator:
+    """The generator that shuffles and augments: its own stream, independent of the weights' one."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 1]))
+
+
