@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlab.data import Batches, Dataset, channel_stats, one_hot, to_float
+from cnnlab.data.normalize import normalize
+from cnnlab.data import Batches, Dataset, channel_stats, one_hot
 from cnnlab.engine.errors import ConfigError, DataError
 
 
@@ -59,7 +60,7 @@ def test_mean_std_per_channel_and_scalar():
     x, _ = next(iter(Batches(ds, 103, shuffle=False, mean=[0.1, 0.2, 0.3], std=0.5)))
     ref = (ds.images / 255.0 - np.array([0.1, 0.2, 0.3])[None, :, None, None]) / 0.5
     np.testing.assert_allclose(x, ref, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(to_float(ds.images, [0.1, 0.2, 0.3], 0.5), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(normalize(ds.images, {"mean": [0.1, 0.2, 0.3], "std": 0.5}), ref, rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="one number or 3"):
         Batches(ds, 4, mean=[0.1, 0.2])
 
@@ -115,7 +116,9 @@ def test_bad_arguments():
     with pytest.raises(ConfigError, match="batch_size"):
         Batches(dataset(), 0)
     with pytest.raises(DataError, match="uint8"):
-        Batches((np.zeros((3, 1, 2, 2), np.float32), np.zeros(3)), 2)
+        Batches((np.zeros((3, 1, 2, 2), np.int64), np.zeros(3)), 2)
+    with pytest.raises(DataError, match="uint8"):
+        Batches((np.zeros(3, np.uint8), np.zeros(3)), 2)
     with pytest.raises(DataError, match=r"labels must have shape \(3,\)"):
         Batches((np.zeros((3, 1, 2, 2), np.uint8), np.zeros(4)), 2)
 
@@ -140,21 +143,20 @@ def test_normalize_scales_uint8_standardizes_and_never_touches_the_callers_array
         normalize(images, {"mean": "dark"})
 
 
-def test_every_caller_takes_its_default_from_io_mnist_preprocessing(monkeypatch):
-    """One default (cnnlab.io.MNIST_PREPROCESSING) and one function: changing the default changes every
+def test_every_caller_takes_its_default_from_mnist_preprocessing(monkeypatch):
+    """One default (cnnlab.data.normalize.MNIST_PREPROCESSING) and one function: changing the default changes every
     path from pixels to network inputs alike."""
-    from cnnlab import io
+    from cnnlab.data import normalize as io  # where the default lives
     from cnnlab.training.presets import build
     from cnnlab.data.augment import Augmentation
     from cnnlab.training.recipes import preprocessing_for
     from cnnlab.serve.recognize import model_inputs
-    from cnnlab.training.loop import to_inputs
     from cnnlab.visualize import model_input
 
     monkeypatch.setitem(io.MNIST_PREPROCESSING, "scale", 1 / 100)
     images = np.full((2, 1, 28, 28), 50, dtype=np.uint8)
-    assert np.allclose(to_inputs(images), 0.5)
-    assert np.allclose(to_float(images), 0.5)
+    assert np.allclose(normalize(images), 0.5)
+    assert np.allclose(normalize(images, input_shape=(784,)), 0.5)
     assert np.allclose(next(iter(Batches((images, np.zeros(2, dtype=np.int64)), 2)))[0], 0.5)
     assert np.allclose(Augmentation(rotation=0, shift=0, scale=0)(images), 0.5)
     assert preprocessing_for("folder:x", (1, 28, 28))["scale"] == 1 / 100

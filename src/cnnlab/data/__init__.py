@@ -17,7 +17,7 @@ Example::
 """
 
 from .augment import Augmentation, save_augmentation_grid
-from .batches import Batches, channel_stats, one_hot, to_float
+from .batches import Batches, batch_bounds, channel_stats, one_hot
 from .dataset import Dataset
 from .loading import download_dataset, load_dataset
 from .registry import DATASETS, get_spec
@@ -37,6 +37,6 @@ __all__ = [
     "load_dataset",
     "one_hot",
     "save_augmentation_grid",
-    "to_float",
+    "batch_bounds",
     "train_val_split",
 ]

@@ -8,9 +8,11 @@ Training, evaluation, batches, augmentation, the recognizer, the figures and the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ..engine.errors import ConfigError
+from ..engine.errors import ConfigError, ShapeError
 
 
 def per_channel(value, channels: int, what: str, ndim: int = 4) -> np.ndarray | None:
@@ -42,14 +44,15 @@ MNIST_PREPROCESSING = {"scale": 1 / 255, "mean": 0.0, "std": 1.0, "polarity": "l
                        "size": [28, 28], "channels": 1}
 
 
-def normalize(images: np.ndarray, preprocessing: dict | None = None) -> np.ndarray:
-    """Images ``(N, C, H, W)`` -> float32 network inputs of the same shape.
+def normalize(images: np.ndarray, preprocessing: dict | None = None, input_shape=None) -> np.ndarray:
+    """Images ``(N, C, H, W)`` -> float32 network inputs ``(N, *input_shape)`` (default: the same shape).
 
     uint8 images are multiplied by ``scale``; float images are taken to be scaled already (pixels in
     [0, 1] after an augmentation, a prepared picture). Then ``(x − mean) / std``, where ``mean`` and
     ``std`` are one number or one per channel. Keys left out (or ``None``) take the values of
     :data:`MNIST_PREPROCESSING`; other keys (``polarity``, ``size``...) are ignored. A mean of
-    0 and a std of 1 cost no pass over the data. The caller's array is never modified.
+    0 and a std of 1 cost no pass over the data. The caller's array is never modified. An MLP built for
+    ``input_shape=(784,)`` gets its images flattened.
     """
     pre = {**MNIST_PREPROCESSING, **{k: v for k, v in (preprocessing or {}).items() if v is not None}}
     images = np.asarray(images)
@@ -65,4 +68,14 @@ def normalize(images: np.ndarray, preprocessing: dict | None = None) -> np.ndarr
         owned = True
     if not _is_identity(std, 1.0):
         x = np.divide(x, per_channel(std, x.shape[1], "std", x.ndim), out=x if owned else None)
+    return x if input_shape is None else to_shape(x, input_shape)
+
+
+def to_shape(x: np.ndarray, input_shape) -> np.ndarray:
+    """``(N, ...)`` -> ``(N, *input_shape)`` when the sizes agree (flattening for an MLP)."""
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        if math.prod(x.shape[1:]) != math.prod(input_shape):
+            raise ShapeError(f"the data has samples of shape {tuple(x.shape[1:])}, the model expects "
+                             f"{tuple(input_shape)}")
+        x = x.reshape(len(x), *input_shape)
     return x

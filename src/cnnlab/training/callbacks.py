@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from ..engine.errors import ConfigError
 
@@ -78,7 +77,7 @@ class TrainingState:
     model: object
     optimizer: object
     loss: object
-    rng: np.random.Generator
+    seed: int  # the batches of epoch e are drawn from (seed, e)
     history: History
     epochs: int
     epoch: int = 0  # the epoch running now (1-based); 0 before the first

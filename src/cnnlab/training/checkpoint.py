@@ -1,8 +1,8 @@
 """Checkpoints: everything needed to continue a training run exactly where it stopped.
 
 The checkpoint is one safetensors file — arrays under ``model/<name>`` and ``optim/<param>/<key>``, and
-the rest (epoch, history, optimizer scalars, the bit-generator states of the shuffling generator and
-of the model's dropout layers) as JSON in its metadata. One file, so one atomic rename: a checkpoint is
+the rest (epoch, history, optimizer scalars, the bit-generator states of the model's dropout layers) as
+JSON in its metadata. The batches need no state: those of epoch ``e`` are drawn from ``(seed, e)``. One file, so one atomic rename: a checkpoint is
 either the previous one or the complete new one, never a mix. No pickle anywhere: opening a checkpoint
 executes no code.
 """
@@ -20,7 +20,8 @@ from .. import atomic
 from ..engine.backend import to_numpy
 from ..engine.errors import CnnlabError, ConfigError
 
-CHECKPOINT_VERSION = 1
+#: 2: the batches come from (seed, epoch), so the data generator's state is no longer stored (version 1).
+CHECKPOINT_VERSION = 2
 
 
 def rng_state(rng: np.random.Generator) -> dict:
@@ -47,7 +48,7 @@ def restore_model_rng_states(model, states: dict) -> None:
         set_rng_state(layer.rng, state)
 
 
-def save_checkpoint(path: str | os.PathLike, model, optimizer, *, epoch: int, rng: np.random.Generator,
+def save_checkpoint(path: str | os.PathLike, model, optimizer, *, epoch: int,
                     history: list[dict], extra: dict | None = None) -> Path:
     """Write everything needed to continue training exactly after ``epoch`` (1-based, completed)."""
     from safetensors.numpy import save
@@ -65,7 +66,6 @@ def save_checkpoint(path: str | os.PathLike, model, optimizer, *, epoch: int, rn
         "epoch": int(epoch),
         "optimizer": {"type": type(optimizer).__name__, "config": optimizer.get_config(),
                       "scalars": optim_scalars},
-        "rng": rng_state(rng),
         "model_rng": model_rng_states(model),
         "architecture": model.get_config(),
         "history": history,
@@ -76,7 +76,7 @@ def save_checkpoint(path: str | os.PathLike, model, optimizer, *, epoch: int, rn
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, model, optimizer, rng: np.random.Generator) -> dict:
+def load_checkpoint(path: str | os.PathLike, model, optimizer) -> dict:
     """Restore model weights, optimizer state, and generator states in place; returns the metadata."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
@@ -90,7 +90,9 @@ def load_checkpoint(path: str | os.PathLike, model, optimizer, rng: np.random.Ge
         raise ConfigError(f"{path}: not a readable cnnlab checkpoint ({exc})") from None
     except Exception as exc:  # safetensors' own errors for a damaged file
         raise ConfigError(f"{path}: not a readable cnnlab checkpoint ({exc})") from None
-    if meta.get("version") != CHECKPOINT_VERSION:
+    # Version 1 also stored the old shuffling generator's state, which nothing reads any more: such a run
+    # resumes with the weights and optimizer state it had, on batches drawn the new way.
+    if meta.get("version") not in (1, CHECKPOINT_VERSION):
         raise ConfigError(f"{path}: checkpoint version {meta.get('version')!r}, expected {CHECKPOINT_VERSION}")
     try:
         model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
@@ -107,7 +109,6 @@ def load_checkpoint(path: str | os.PathLike, model, optimizer, rng: np.random.Ge
     for pname, scalars in meta["optimizer"]["scalars"].items():
         state.setdefault(pname, {}).update(scalars)
     optimizer.state = state
-    set_rng_state(rng, meta["rng"])
     restore_model_rng_states(model, meta.get("model_rng", {}))
     return meta
 

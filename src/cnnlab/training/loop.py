@@ -2,9 +2,8 @@
 
 One epoch::
 
-    order = rng.permutation(N)                      # a new shuffle every epoch, from one seeded generator
-    for each slice of `batch_size` indices:
-        x = preprocess(images[slice])               # uint8 -> float32 (and augmentation), this batch only
+    for x, y in batches.epoch(e):                   # cnnlab.data.Batches: a shuffle drawn from (seed, e);
+                                                    # uint8 -> float32 (and augmentation), one batch at a time
         loss, logits = model.train_step(x, y, loss_fn, optimizer)   # forward, backward, update
         running cost / accuracy += ...              # from the logits train_step returns: no extra pass
     validation cost and accuracy                    # one inference pass over the validation set
@@ -21,39 +20,19 @@ read in one screen.
 
 from __future__ import annotations
 
-import math
+import functools
 import time
 
 import numpy as np
 
-from ..engine.backend import make_rng, to_numpy
+from ..engine.backend import to_numpy
 from .callbacks import MONITORS, Callback, EarlyStopping, EpochLog, History, ProgressBar, TrainingState
+from ..data.batches import Batches
 from ..data.normalize import normalize
 from ..data_parallel import training_step
 from ..engine.device import model_device, to_device, to_device_array
 from ..engine.errors import ConfigError, NumericalError, ShapeError
 from ..evaluate import evaluate_model, predicted_classes
-
-
-# -- data to network inputs ------------------------------------------------------------------------
-def to_inputs(images, preprocessing: dict | None = None, input_shape=None):
-    """uint8 images ``(N, C, H, W)`` -> float32 network inputs ``(N, *input_shape)``.
-
-    ``x = (images · scale − mean) / std`` with the model's preprocessing (default
-    :data:`cnnlab.io.MNIST_PREPROCESSING`: ÷255), by :func:`cnnlab.data.normalize.normalize`. Float
-    images are taken to be already scaled. An MLP built for ``(784,)`` gets the images flattened.
-    """
-    return _to_shape(normalize(images, preprocessing), input_shape)
-
-
-def _to_shape(x, input_shape):
-    """``(N, ...)`` -> ``(N, *input_shape)`` when the sizes agree (flattening for an MLP)."""
-    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
-        if math.prod(x.shape[1:]) != math.prod(input_shape):
-            raise ShapeError(f"the data has samples of shape {tuple(x.shape[1:])}, the model expects "
-                             f"{tuple(input_shape)}")
-        x = x.reshape(len(x), *input_shape)
-    return x
 
 
 def _arrays(data, name: str):
@@ -70,44 +49,15 @@ def _arrays(data, name: str):
     return x, y
 
 
-# -- history ------------------------------------------------------------------------------------------
-def batch_bounds(n: int, batch_size: int, fold_single: bool = False) -> list[int]:
-    """Start of every mini-batch of an epoch over ``n`` samples, then ``n``: batch ``b`` is
-    ``order[bounds[b]:bounds[b + 1]]``.
-
-    With ``fold_single``, a last batch of one sample is folded into the batch before it (which gets
-    ``batch_size + 1`` samples): batch normalization cannot train on one value per channel (its
-    variance is 0), so a BatchNorm model would fail on, say, 21 images in batches of 10.
-    """
-    bounds = list(range(0, n, batch_size)) + [n]
-    if fold_single and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
-        del bounds[-2]
-    return bounds
-
-
 def _has_batchnorm(model) -> bool:
     from ..engine.layers import BatchNorm
 
     return any(isinstance(layer, BatchNorm) for layer in getattr(model, "layers", ()))
 
 
-def make_batch_transform(preprocessing: dict | None, input_shape, augment=None, rng=None):
-    """uint8 batch -> float32 network input: scale, optional augmentation (drawing from ``rng``), normalise."""
-    pre = dict(preprocessing or {})
-    if augment is None:
-        return lambda images: to_inputs(images, pre, input_shape)
-
-    def transform(images):
-        # The augmentation works on scaled pixels; mean/std come after it (normalize leaves floats unscaled).
-        x = augment(normalize(images, {**pre, "mean": 0.0, "std": 1.0}), rng)
-        return to_inputs(x, pre, input_shape)
-
-    return transform
-
-
 def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int = 100, loss="crossentropy",
         optimizer="adam", lr: float | None = None, schedule=None, augment=None, preprocessing=None,
-        monitors=None, full_train_eval: bool = False, seed: int = 0, rng=None, callbacks=(),
+        monitors=None, full_train_eval: bool = False, seed: int = 0, callbacks=(),
         progress: bool = True, verbose: bool = True, early_stop: int | None = None,
         initial_epoch: int = 0, history: History | None = None, device: str | None = None,
         threads: int | None = None) -> History:
@@ -121,7 +71,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         augment: a callable ``(x in [0, 1], rng) -> x`` (e.g. :class:`cnnlab.data.augment.Augmentation`).
         preprocessing: ``{"scale", "mean", "std"}`` for uint8 images (default ÷255).
         monitors: dict switching ``train_cost``, ``train_accuracy``, ``val_cost``, ``val_accuracy``.
-        seed / rng: the generator that shuffles and augments (an explicit ``rng`` wins).
+        seed: the batch order and augmentation of epoch ``e`` are drawn from ``(seed, e)``
+            (:class:`cnnlab.data.Batches`), so a resumed run sees the batches an unbroken one would.
         initial_epoch, history: continue a run (``cnnlab.training.runs`` restores them from a checkpoint).
         device: ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy); default: where the model is. The model and the
             optimizer's state move there and stay there after training (as ``module.to(device)`` in
@@ -133,7 +84,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
             result is the same up to rounding.
 
     A model with a :class:`~cnnlab.engine.layers.BatchNorm` layer never trains on a last batch of one image
-    (its statistics would be undefined): that image joins the batch before it (see :func:`batch_bounds`).
+    (its statistics would be undefined): that image joins the batch before it
+    (:func:`cnnlab.data.batches.batch_bounds`).
 
     Raises :class:`~cnnlab.engine.errors.NumericalError` when the loss becomes NaN or infinite (the message
     says at which epoch and batch). Ctrl-C stops after the callbacks have saved what they keep; the
@@ -149,15 +101,15 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     loss = get_loss(loss)
     if not isinstance(optimizer, Optimizer):
         optimizer = get_optimizer(optimizer, **({"lr": lr} if lr is not None else {}))
-    rng = rng if rng is not None else make_rng(seed)
     images, labels = _arrays(train_data, "training data")
     if len(images) == 0:
         raise ConfigError("training data is empty")
     val = _arrays(val_data, "validation data") if val_data is not None else None
     device = device or model_device(model)
     to_device(model, device, optimizer)  # a ConfigError naming what is missing, before any training
-    transform = make_batch_transform(preprocessing, model.input_shape, augment, rng)
-    plain = make_batch_transform(preprocessing, model.input_shape)
+    batches = Batches((images, labels), batch_size, seed=seed, preprocessing=preprocessing,
+                      input_shape=model.input_shape, augment=augment, fold_single=_has_batchnorm(model))
+    plain = functools.partial(normalize, preprocessing=preprocessing, input_shape=model.input_shape)
     from_logits = model.fused_stop(loss) is not None
     stepper = training_step(model, threads) if device == "cpu" else model
 
@@ -175,10 +127,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     # Only callbacks that do something per batch are called per batch (the loop is hot for small nets).
     batch_callbacks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     count_correct = monitors["train_accuracy"] and not full_train_eval
-    state = TrainingState(model, optimizer, loss, rng, history or History(), epochs, initial_epoch)
-    n = len(images)
-    bounds = batch_bounds(n, batch_size, fold_single=_has_batchnorm(model))
-    n_batches = len(bounds) - 1
+    state = TrainingState(model, optimizer, loss, seed, history or History(), epochs, initial_epoch)
+    n, n_batches = len(images), len(batches)
     for cb in callbacks:
         cb.on_train_begin(state)
     try:
@@ -189,17 +139,14 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
             start_time = time.perf_counter()
             for cb in callbacks:
                 cb.on_epoch_begin(state, epoch + 1, n_batches)
-            order = rng.permutation(n)
             total_loss, correct = 0.0, 0
-            for b in range(n_batches):
-                idx = order[bounds[b]:bounds[b + 1]]
-                yb = labels[idx]
+            for b, (xb, yb) in enumerate(batches.epoch(epoch)):
                 try:
-                    value, out = stepper.train_step(to_device_array(transform(images[idx]), device),
-                                                  to_device_array(yb, device), loss, optimizer)
+                    value, out = stepper.train_step(to_device_array(xb, device), to_device_array(yb, device),
+                                                    loss, optimizer)
                 except NumericalError as exc:
                     raise NumericalError(f"epoch {epoch + 1}, batch {b + 1}/{n_batches}: {exc}") from None
-                total_loss += value * len(idx)
+                total_loss += value * len(yb)
                 if count_correct:
                     correct += (predicted_classes(to_numpy(out), from_logits) == yb).sum()
                 for cb in batch_callbacks:
@@ -254,6 +201,6 @@ def evaluate(model, dataset, batch_size: int = 256, loss=None, preprocessing=Non
     if preprocessing is None:
         preprocessing = getattr(model, "info", {}).get("preprocessing")
     class_names = getattr(dataset, "class_names", None) or getattr(model, "info", {}).get("class_names", ())
-    transform = make_batch_transform(preprocessing, model.input_shape)
+    transform = functools.partial(normalize, preprocessing=preprocessing, input_shape=model.input_shape)
     return evaluate_model(model, images, labels, class_names, batch_size,
                           loss=get_loss(loss) if loss is not None else None, transform=transform, device=device)

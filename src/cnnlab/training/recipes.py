@@ -104,8 +104,3 @@ def build_schedule(config):
     return get_schedule(config.schedule, config.learning_rate, **options[config.schedule])
 
 
-def data_rng(seed: int) -> np.random.Generator:
-    """The generator that shuffles and augments: its own stream, independent of the weights' one."""
-    return np.random.default_rng(np.random.SeedSequence([seed, 1]))
-
-

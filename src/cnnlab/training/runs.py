@@ -32,7 +32,7 @@ from ..engine.backend import get_xp
 from ..engine.errors import ConfigError
 from .callbacks import Callback
 from .checkpoint import jsonable, load_checkpoint, save_checkpoint
-from .recipes import build_model, build_optimizer, build_schedule, data_rng, load_data, preprocessing_for
+from .recipes import build_model, build_optimizer, build_schedule, load_data, preprocessing_for
 
 METRIC_COLUMNS = ("epoch", "train_cost", "train_accuracy", "val_cost", "val_accuracy", "lr", "seconds")
 
@@ -134,7 +134,7 @@ class RunRecorder(Callback):
                    extra={**self.extra, **extra})
 
     def _checkpoint(self, state, epoch):
-        save_checkpoint(self.run.checkpoint, state.model, state.optimizer, epoch=epoch, rng=state.rng,
+        save_checkpoint(self.run.checkpoint, state.model, state.optimizer, epoch=epoch,
                         history=state.history.rows)
 
     def _curves(self, state):
@@ -211,13 +211,12 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
             augment = Augmentation(**config.augment_options)
         except TypeError as exc:  # an unknown option, or text where a number belongs
             raise ConfigError(f"augment_options: {exc}") from None
-    rng = data_rng(config.seed)
     history, initial_epoch = History(), 0
     if resume is None:
         stem = f"{config.arch.replace(':', '-')}-{config.dataset.replace(':', '-').replace('/', '-')}"
         run = RunFolder.create(config.out, config.name, stem=stem)
     else:
-        meta = load_checkpoint(run.checkpoint, model, optimizer, rng)
+        meta = load_checkpoint(run.checkpoint, model, optimizer)
         initial_epoch = meta["epoch"]
         history.rows = meta["history"]
         # --epochs is the total, not "more": on a finished run, say so instead of doing nothing (a run stopped
@@ -237,7 +236,7 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     history = fit(model, train, val, epochs=config.epochs, batch_size=config.batch_size, loss=loss,
                   optimizer=optimizer, schedule=schedule, augment=augment,
                   preprocessing=preprocessing, monitors=config.monitors, full_train_eval=config.full_train_eval,
-                  rng=rng, callbacks=[recorder, *callbacks], progress=config.progress,
+                  seed=config.seed, callbacks=[recorder, *callbacks], progress=config.progress,
                   early_stop=config.early_stop, initial_epoch=initial_epoch, history=history,
                   device=config.device)
     summary = {"stop_reason": history.stop_reason, "epochs_done": history.epochs_done,
