@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from cnnlab.data import Augmentation, Batches, load_dataset, to_float, verify  # noqa: E402
+from cnnlab.data import Augmentation, Batches, load_dataset, verify  # noqa: E402
+from cnnlab.data.normalize import normalize as to_float  # noqa: E402
 from cnnlab.data.paths import data_root  # noqa: E402
 
 

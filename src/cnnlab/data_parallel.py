@@ -194,7 +194,7 @@ class DataParallel:
     def __init__(self, model, threads: int | None = None):
         self.model = model
         self.threads = check_threads(threads)
-        self.shard_sums = [ShardSum(self.threads) if layer.kind == "BatchNorm" else None
+        self.shard_sums = [ShardSum(self.threads) if isinstance(layer, BatchNorm) else None
                            for layer in model.layers]
         self.replicas = [self._replica(shard) for shard in range(self.threads)]
         self._error = None  # the first error of a shard in this step (the others then see a broken ShardSum)

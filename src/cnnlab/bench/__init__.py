@@ -1,1 +1,1 @@
-"""cnnlab.bench."""
+"""Measuring the engine: per-layer profiles and epoch speed per device (``cnnlab bench``)."""

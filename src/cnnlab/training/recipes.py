@@ -99,8 +99,6 @@ def build_schedule(config):
 
     options = {"constant": {}, "step": {"step_size": config.step_size, "gamma": config.gamma},
                "cosine": {"total_epochs": config.epochs, "min_lr": config.min_lr}}
-    if config.schedule not in options:
-        raise ConfigError(f"unknown schedule {config.schedule!r}; expected one of: {', '.join(options)}")
-    return get_schedule(config.schedule, config.learning_rate, **options[config.schedule])
+    return get_schedule(config.schedule, config.learning_rate, **options.get(config.schedule, {}))
 
 
