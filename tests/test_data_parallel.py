@@ -195,10 +195,10 @@ def test_a_failing_batchnorm_shard_does_not_leave_the_others_waiting(any_size, s
     original = Tanh.forward
     failing = {"on": True}
 
-    def forward(self, inputs, training=False):  # Tanh sits between the two BatchNorm layers
+    def forward(self, inputs, training=False, keep_cache=False):  # Tanh sits between the two BatchNorm layers
         if failing["on"] and training and threading.current_thread() is not threading.main_thread():
             raise ValueError("boom in one shard")
-        return original(self, inputs, training)
+        return original(self, inputs, training, keep_cache)
 
     monkeypatch.setattr(Tanh, "forward", forward)
     start = time.perf_counter()
@@ -433,8 +433,8 @@ def test_sharded_step_draws_dropout_masks_without_a_forward_pass(any_size, shard
     own = next(layer for layer in model.model.layers if layer.kind == "Dropout")
     forwarded = []
     original = Dropout.forward
-    monkeypatch.setattr(Dropout, "forward", lambda self, x, training=False: forwarded.append(self)
-                        or original(self, x, training))
+    monkeypatch.setattr(Dropout, "forward", lambda self, x, training=False, keep_cache=False: forwarded.append(self)
+                        or original(self, x, training, keep_cache))
     model.train_step(*batch(32), get_loss("crossentropy"), Adam())
     assert sharded_calls == [32] and len(forwarded) == 2
     assert own not in forwarded and own._mask.shape == (32, *own.input_shape)

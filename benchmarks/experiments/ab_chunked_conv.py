@@ -41,10 +41,10 @@ class ChunkedConv2D(Conv2D):
     def workspace(self):
         return self._workspaces.setdefault(threading.get_ident(), K.Workspace())
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, keep_cache=False):
         self.check_input(x)
         x = x.astype(self.dtype, copy=False)
-        if training:
+        if training or keep_cache:
             self._x = x
         return K.conv_forward(x, self.params["W"], self.params["b"] if self.use_bias else None,
                               self.geometry, self.workspace, threads=self.kernel_threads)

@@ -194,3 +194,48 @@ def show_activations(paths, out, max_maps):
                                           f"{names[guess]} ({probabilities[guess]:.1%})"), out)
     click.echo(f"predicted {names[guess]} ({probabilities[guess]:.1%}); "
                f"wrote {len(maps)} layer(s) of feature maps to {out}")
+
+
+@show.command("saliency")
+@click.argument("paths", nargs=-1, required=True, metavar="[MODEL] IMAGE")
+@click.option("--out", "-o", default="why.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG (or SVG/PDF) file to write.")
+@click.option("--class", "chosen", type=click.IntRange(0), default=None,
+              help="Also explain this class (default: only the predicted one).")
+@click.option("--samples", default=25, show_default=True, type=click.IntRange(1),
+              help="Noisy copies averaged by SmoothGrad.")
+def show_saliency(paths, out, chosen, samples):
+    """Why MODEL answered what it did for IMAGE: saliency, SmoothGrad and Grad-CAM, from its own backward pass.
+
+    One row for the predicted class, and one for --class when given. The picture is prepared as for
+    prediction. MODEL is a model file or a run folder; without it, the bundled LeNet-5.
+    """
+    from .engine.errors import ConfigError
+    from .explain import grad_cam, saliency, smoothgrad
+    from .plots import figure_format, save_figure
+    from .preprocess import prepare_digit
+    from .visualize import explanation_figure, model_input
+
+    figure_format(out)
+    if len(paths) > 2:
+        raise ConfigError(f"expected [MODEL] IMAGE, received {len(paths)} arguments: {' '.join(paths)}")
+    model_path, image_path = (None, paths[0]) if len(paths) == 1 else paths
+    if not Path(image_path).is_file():
+        raise ConfigError(f"picture not found: {image_path}")
+    net, label = _model(model_path)
+    picture = prepare_digit(image_path)
+    x = model_input(picture, net)
+    probabilities = net.predict_proba(x)[0]
+    names = (getattr(net, "info", None) or {}).get("class_names") or [str(i) for i in range(len(probabilities))]
+    guess = int(probabilities.argmax())
+    if chosen is not None and chosen >= len(probabilities):
+        raise ConfigError(f"--class must be between 0 and {len(probabilities) - 1}, received {chosen}")
+    classes = [guess] + ([chosen] if chosen is not None and chosen != guess else [])
+    rows = []
+    for c in classes:
+        cam = grad_cam(net, x, c).upsampled(picture.shape)[0]
+        rows.append((f"{names[c]} ({probabilities[c]:.1%})", saliency(net, x, c)[0].reshape(picture.shape),
+                     smoothgrad(net, x, c, samples=samples)[0].reshape(picture.shape), cam))
+    save_figure(explanation_figure(picture, rows, title=f"{Path(image_path).name} through {Path(label).name}: "
+                                                        f"predicted {names[guess]}"), out)
+    click.echo(f"predicted {names[guess]} ({probabilities[guess]:.1%}); wrote {out}")

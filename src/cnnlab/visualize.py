@@ -138,3 +138,38 @@ def model_input(picture: np.ndarray, model) -> np.ndarray:
     if math.prod(x.shape) != math.prod(model.input_shape):
         raise ShapeError(f"the picture gives {x.shape} pixels, the model expects inputs of shape {model.input_shape}")
     return x.reshape(1, *model.input_shape)
+
+
+def explanation_figure(picture, rows, title: str | None = None):
+    """Why the network answered: for each class in ``rows``, saliency, SmoothGrad and Grad-CAM.
+
+    ``picture``: the ``(H, W)`` input as the model saw it. ``rows``: ``[(label, saliency (H, W),
+    smoothgrad (H, W), grad_cam (H, W) in [0, 1])]``, e.g. one row for the predicted class and one for a
+    chosen one. Saliency maps are drawn as heat (bright = the score is sensitive to that pixel), Grad-CAM
+    as a translucent overlay on the picture (where the evidence for the class lies).
+    """
+    picture = np.asarray(to_numpy(picture), dtype=np.float64)
+    if picture.ndim != 2:
+        raise ShapeError(f"explanation_figure: expected a picture (H, W), received {picture.shape}")
+    if not rows:
+        raise ConfigError("explanation_figure: nothing to show (no class given)")
+    fig = _figure(8.0, 2.1 * len(rows) + 0.5)
+    axes = np.atleast_2d(fig.subplots(len(rows), 4, squeeze=False))
+    for (label, grad, smooth, cam), line in zip(rows, axes):
+        line[0].imshow(picture, cmap="gray", interpolation="nearest")
+        line[0].set_title(f"input, class {label}", fontsize=9)
+        line[1].imshow(_stretch(np.asarray(grad, dtype=np.float64)), cmap="inferno", vmin=0, vmax=1,
+                       interpolation="nearest")
+        line[1].set_title("saliency |∂z/∂x|", fontsize=9)
+        line[2].imshow(_stretch(np.asarray(smooth, dtype=np.float64)), cmap="inferno", vmin=0, vmax=1,
+                       interpolation="nearest")
+        line[2].set_title("SmoothGrad", fontsize=9)
+        line[3].imshow(picture, cmap="gray", interpolation="nearest")
+        line[3].imshow(np.asarray(cam, dtype=np.float64), cmap="jet", alpha=0.45, vmin=0, vmax=1,
+                       interpolation="bilinear")
+        line[3].set_title("Grad-CAM", fontsize=9)
+        for a in line:
+            a.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -133,11 +133,12 @@ class Sequential:
                 f"received {tuple(x.shape)}")
         return x.astype(self.dtype, copy=False)
 
-    def forward(self, x, training: bool = False, stop: int | None = None):
-        """Run layers ``0 .. stop-1`` (all by default). Inference mode caches nothing."""
+    def forward(self, x, training: bool = False, stop: int | None = None, keep_cache: bool = False):
+        """Run layers ``0 .. stop-1`` (all by default). Inference mode caches nothing, unless
+        ``keep_cache``: then :meth:`backward` can follow (the gradients of the inference network)."""
         out = self.prepare_input(x)
         for layer in self.layers[:stop]:
-            out = layer.forward(out, training=training)
+            out = layer.forward(out, training=training, keep_cache=keep_cache)
         return out
 
     def backward(self, grad, stop: int | None = None):

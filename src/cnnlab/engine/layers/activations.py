@@ -45,10 +45,10 @@ class _Activation(Layer):
         super().__init__(name)
         self._cache = None
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         self.check_input(x)
         y, cache = self._forward(x)
-        if training:
+        if training or keep_cache:
             self._cache = cache
         return y
 

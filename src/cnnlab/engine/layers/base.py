@@ -4,8 +4,10 @@ A layer is a small object with
 
 * ``build(input_shape, rng, dtype) -> output_shape``: called once by the model when the per-sample input
   shape is known (shapes exclude the batch axis, e.g. ``(1, 28, 28)``); creates ``params``;
-* ``forward(x, training) -> y``: computes the output for a batch. In training mode it caches what
-  ``backward`` needs; in inference mode it caches nothing;
+* ``forward(x, training, keep_cache) -> y``: computes the output for a batch. In training mode it caches
+  what ``backward`` needs; in inference mode it caches nothing, unless ``keep_cache`` asks it to (an
+  explanation such as a saliency map backpropagates through the *inference* network: dropout off,
+  BatchNorm with its running statistics);
 * ``backward(grad_out) -> grad_in``: given dL/dy, stores dL/dparam in ``grads`` (same keys as ``params``)
   and returns dL/dx;
 * ``get_config() -> dict``: the constructor arguments, so a model file can rebuild the layer.
@@ -87,7 +89,7 @@ class Layer:
         return {}
 
     # -- computation --------------------------------------------------------------------------------
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         raise NotImplementedError
 
     def backward(self, grad_out):
@@ -130,7 +132,7 @@ class Layer:
         """``value`` (something the last training forward pass kept for backward), or a RuntimeError
         saying that backward came first."""
         if value is None:
-            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) first")
+            raise RuntimeError(f"{self.describe()}: backward() needs a forward(x, training=True) (or keep_cache=True) first")
         return value
 
     def zero_grads(self) -> None:

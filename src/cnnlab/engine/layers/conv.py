@@ -150,13 +150,13 @@ class Conv2D(Layer):
         _, ho, wo = self.output_shape
         return 2 * batch * f * ho * wo * c * kh * kw
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         """``(N, C, H, W) -> (N, F, Ho, Wo)``: im2col, one GEMM, bias."""
         self.check_input(x)
         xp = array_module(x)
         geom, n = self.geometry, x.shape[0]
         weights = self.params["W"].reshape(self.filters, -1)
-        if training:  # reuse work arrays between batches; keep the columns for backward
+        if training or keep_cache:  # reuse work arrays between batches; keep the columns for backward
             padded = self._workspace("padded", geom.padded_shape(n), xp, zeros=True)
             cols = self._workspace("cols", (geom.window_size, geom.grid_size(n)), xp)
             cols = im2col(x, geom, out=cols, padded=padded)

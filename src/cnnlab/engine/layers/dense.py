@@ -65,13 +65,13 @@ class Dense(Layer):
         n_in, n_out = self.params["W"].shape
         return 2 * batch * n_in * n_out
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         """``(N, n_in) -> (N, units)``."""
         self.check_input(x)
         y = x @ self.params["W"]
         if self.use_bias:
             y += self.params["b"]  # in place: y is a fresh array
-        if training:
+        if training or keep_cache:
             self._x = x
         return y
 

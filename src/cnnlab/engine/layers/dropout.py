@@ -72,9 +72,11 @@ class Dropout(Layer):
         self._mask = xp.asarray(kept, dtype=dtype) * dtype.type(1.0 / keep)
         return self._mask
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         self.check_input(x)
         if not training or self.rate == 0:
+            if keep_cache:  # inference: dropout is the identity, and so is its backward
+                self._mask = x.dtype.type(1)
             return x
         return x * self.draw_mask(x.shape, x.dtype, array_module(x))
 

@@ -88,7 +88,7 @@ class BatchNorm(Layer):
         spec = "nchw,nchw->c" if a.ndim == 4 else "nc,nc->c"
         return array_module(a).einsum(spec, a, b)
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         self.check_input(x)
         axes, bshape = self._layout(x)
         gamma = self.params["gamma"].reshape(bshape)
@@ -96,6 +96,8 @@ class BatchNorm(Layer):
         if not training:
             mean = self.buffers["running_mean"].reshape(bshape)
             inv_std = 1 / array_module(x).sqrt(self.buffers["running_var"].reshape(bshape) + self.eps)
+            if keep_cache:  # the statistics are constants here: m = None marks the inference form
+                self._cache = ((x - mean) * inv_std, inv_std, None)
             return (x - mean) * (gamma * inv_std) + beta
 
         xp = array_module(x)
@@ -142,6 +144,8 @@ class BatchNorm(Layer):
         self.grads["beta"] = dbeta
         if not self.needs_input_grad:
             return None
+        if m is None:  # inference form y = γ (x − running mean) / √(running var + ε) + β: a per-channel scale
+            return grad_out * (self.params["gamma"].reshape(bshape) * inv_std)
         totals = self.batch_sum(xp.concatenate([dbeta, dgamma]))  # the input gradient needs whole-batch sums
         dbeta, dgamma = totals[:channels].reshape(bshape), totals[channels:].reshape(bshape)
         # dL/dx = γ/√(σ²+ε) · (G − dL/dβ / m − x̂ ⊙ dL/dγ / m), the closed form above divided through by m,

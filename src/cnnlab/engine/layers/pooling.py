@@ -98,12 +98,13 @@ class MaxPool2D(_Pool2D):
         super().__init__(pool_size, stride, name)
         self._argmax = None  # (N, C, Ho, Wo): which offset of each window holds the maximum
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         self.check_input(x)
         xp = array_module(x)
         out = argmax = None
         # The smallest unsigned type holding every offset: uint8 up to 16x16 windows, uint16 beyond.
         index_type = np.min_scalar_type(self.pool_size[0] * self.pool_size[1] - 1).type
+        training = training or keep_cache  # from here on, "training" means "keep what backward needs"
         for k, view in self._offsets(x):
             if out is None:
                 out = view.copy()
@@ -131,7 +132,7 @@ class AvgPool2D(_Pool2D):
     def __init__(self, pool_size=2, stride=None, name: str | None = None):
         super().__init__(pool_size, stride, name)
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         self.check_input(x)
         xp = array_module(x)
         out = None
@@ -141,7 +142,7 @@ class AvgPool2D(_Pool2D):
             else:
                 xp.add(out, view, out=out)
         out *= x.dtype.type(1.0 / (self.pool_size[0] * self.pool_size[1]))  # stay in x's dtype
-        if training:
+        if training or keep_cache:
             self._x_shape = x.shape
         return out
 

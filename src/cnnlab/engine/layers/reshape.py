@@ -22,9 +22,9 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
-    def forward(self, x, training: bool = False):
+    def forward(self, x, training: bool = False, keep_cache: bool = False):
         self.check_input(x)
-        if training:
+        if training or keep_cache:
             self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
