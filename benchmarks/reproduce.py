@@ -77,6 +77,21 @@ def overfitting_judge(parts: dict[str, dict]) -> tuple[bool, str]:
     return not failed, ("all four checks hold" if not failed else "not met: " + "; ".join(failed))
 
 
+#: The from-scratch course network's reported summed epoch error (½‖a − y‖² summed over the 100 images).
+COURSE_REPORTED_ERROR = [49.02, 46.83, 46.35, 45.91, 43.58, 37.59, 24.86, 19.70, 16.37, 13.07]
+COURSE_IMAGES = 100
+
+
+def course_judge(parts: dict[str, dict]) -> tuple[bool, str]:
+    """The course's claim: the summed error falls more than 3x over the 10 epochs (49.02 -> 13.07)."""
+    curve = parts["main"].get("summed_error_curve")
+    if not curve:
+        return False, "no error curve recorded"
+    curve = list(curve)
+    fall = curve[0] / curve[-1] if curve[-1] else float("inf")
+    return fall > 3, f"summed error {curve[0]:.2f} -> {curve[-1]:.2f} ({fall:.1f}x down; reported 3.8x)"
+
+
 ROWS = [
     Row("nielsen-30-quadratic", "MLP [784, 30, 10], sigmoid, quadratic cost, η = 3, batch 10, 30 epochs "
         "(weights N(0, 1) as network.py)", "94.9% (Nielsen: 95.4%)", "≥ 95.0%",
@@ -113,6 +128,13 @@ ROWS = [
     Row("cnn-bn-best", "`cnn-bn` (batch norm, dropout), Adam lr 1e-3, batch 100, 20 epochs, augmentation, "
         "cosine schedule, 5,000 held out", "classic CNN + distortions: 99.6%", "≥ 99.6%",
         {"main": dict(TUNED, arch="cnn-bn", batch_size=100, epochs=20, val_split=5000)}, threshold=0.996),
+    Row("course-scratch", "The from-scratch course CNN (`course-cnn`: (conv 16@3×3 → ReLU) ×2 → maxpool → (conv "
+        "32@3×3 → ReLU) ×2 → maxpool → dense 128 sigmoid → dense 10 sigmoid, weights and conv biases U(−0.1, "
+        "0.1), dense biases 0.1), quadratic cost, SGD η = 0.4, batch 1, the first 100 training images, 10 epochs",
+        "summed error 49.02 → 13.07", "error falls > 3×",
+        {"main": dict(arch="course-cnn", loss="quadratic", optimizer="sgd", lr=0.4, batch_size=1, epochs=10,
+                      val_split=0, train_subset=COURSE_IMAGES)},
+        judge=course_judge),
     Row("fashion-lenet5", "Fashion-MNIST, `lenet5` with ReLU and max pooling, Adam lr 1e-3, batch 100, "
         "20 epochs, cosine schedule", "—", "≥ 90%",
         {"main": dict(ADAM, arch="lenet5", dataset="fashion-mnist", activation="relu", pooling="max",
@@ -173,6 +195,8 @@ def part_summary(history, summary: dict) -> dict:
         "epochs": len(rows),
         "stop_reason": summary.get("stop_reason"),
         "train_curve": [None if r.get("train_accuracy") is None else round(r["train_accuracy"], 5) for r in rows],
+        "train_cost_curve": [None if r.get("train_cost") is None else round(r["train_cost"], 6) for r in rows],
+        "epoch_seconds": [round(r["seconds"], 3) for r in rows if r.get("seconds") is not None],
         "val_curve": [None if a is None else round(a, 5) for a in val],
     }
 
@@ -308,9 +332,16 @@ def judge(row: Row, entry: dict) -> tuple[str, str, bool | None]:
             keys = ("peak_val_accuracy", "final_train_accuracy", "final_val_accuracy", "test_accuracy")
             means[part] = {k: statistics.fmean([r["parts"][part][k] for r in runs]) for k in keys
                            if all(r["parts"][part].get(k) is not None for r in runs)}
+            curves = [r["parts"][part].get("train_cost_curve") for r in runs]
+            if curves and all(curves):
+                means[part]["summed_error_curve"] = [COURSE_IMAGES * statistics.fmean(epoch) for epoch in zip(*curves)]
         passed, text = row.judge(means)
-        ours = " / ".join(f"{_pct(means[p].get('peak_val_accuracy'))}" for p in row.parts) + " (peak validation); " \
-            + "training " + " / ".join(_pct(means[p].get("final_train_accuracy")) for p in row.parts) + " at the end"
+        if row.name == "course-scratch":
+            tests = [r["parts"]["main"]["test_accuracy"] for r in runs if r["parts"]["main"].get("test_accuracy")]
+            ours = f"{text}; test accuracy {_accuracy_text(tests)}" if tests else text
+        else:
+            ours = " / ".join(f"{_pct(means[p].get('peak_val_accuracy'))}" for p in row.parts) + " (peak validation); " \
+                + "training " + " / ".join(_pct(means[p].get("final_train_accuracy")) for p in row.parts) + " at the end"
         verdict = ("pass" if passed else "fail") + f": {text}"
     if reduced:
         verdict = f"({verdict}; reduced run, not a result)"
@@ -353,6 +384,25 @@ def render(results: dict) -> str:
         seeds = ", ".join(str(r["seed"]) for r in entry["runs"])
         lines.append(f"| {row.setting} | {row.reported} | {ours} | {row.target} | {verdict} | {_duration(seconds)} "
                      f"| {seeds} | `{entry['command']}` (measured {entry['measured']}) |")
+    course = stored.get("course-scratch")
+    if course:
+        curves = [[COURSE_IMAGES * c for c in r["parts"]["main"]["train_cost_curve"]] for r in course["runs"]
+                  if r["parts"]["main"].get("train_cost_curve")]
+        per_epoch = [statistics.fmean(r["parts"]["main"]["seconds"] / max(r["parts"]["main"]["epochs"], 1)
+                                      for r in course["runs"])]
+        lines += ["", "## The from-scratch course recipe, epoch by epoch", "",
+                  f"Summed error Σ ½‖a − y‖² over the {COURSE_IMAGES} training images after each epoch: the "
+                  f"course's printout beside ours (mean ± sd over {len(curves)} seed(s)); "
+                  f"{per_epoch[0]:.1f} s per epoch here (including the test pass, spread over the epochs).", "",
+                  "| epoch | " + " | ".join(str(e + 1) for e in range(len(COURSE_REPORTED_ERROR))) + " |",
+                  "| --- |" + " --- |" * len(COURSE_REPORTED_ERROR),
+                  "| reported | " + " | ".join(f"{v:.2f}" for v in COURSE_REPORTED_ERROR) + " |"]
+        if curves:
+            cells = []
+            for values in zip(*curves):
+                sd = statistics.stdev(values) if len(values) > 1 else 0.0
+                cells.append(f"{statistics.fmean(values):.2f} ± {sd:.2f}" if len(values) > 1 else f"{values[0]:.2f}")
+            lines.append("| cnnlab | " + " | ".join(cells) + " |")
     lines += ["", "## The same runs with `cnnlab train`", "",
               "Each setting is one `cnnlab train` command (seed 0 shown; the script adds `--out` and `--name`):", ""]
     for row in ROWS:

@@ -44,7 +44,7 @@ def entry(parts_by_seed, scale=1.0, train_subset=None):
 
 def test_every_row_is_a_valid_config_and_the_issue_table_is_covered(repro):
     names = [row.name for row in repro.ROWS]
-    assert len(names) == len(set(names)) == 13
+    assert len(names) == len(set(names)) == 14
     for row in repro.ROWS:
         assert (row.threshold is None) != (row.judge is None), row.name
         for options in row.parts.values():
@@ -54,6 +54,15 @@ def test_every_row_is_a_valid_config_and_the_issue_table_is_covered(repro):
     nielsen = [r for r in repro.ROWS if r.name.startswith("nielsen")]
     assert all(o["val_split"] == 10000 and o["batch_size"] == 10 for r in nielsen for o in r.parts.values())
     assert {r.parts["main"]["dataset"] for r in repro.ROWS if r.name.startswith("fashion")} == {"fashion-mnist"}
+    course = repro.ROWS_BY_NAME["course-scratch"].parts["main"]
+    assert (course["batch_size"], course["lr"], course["train_subset"], course["val_split"]) == (1, 0.4, 100, 0)
+
+
+def test_course_judge_reads_the_summed_error_curve(repro):
+    passed, text = repro.course_judge({"main": {"summed_error_curve": [49.0, 30.0, 12.0]}})
+    assert passed and "4.1x down" in text
+    passed, text = repro.course_judge({"main": {"summed_error_curve": [49.0, 30.0, 25.0]}})
+    assert not passed and "49.00 -> 25.00" in text
 
 
 def test_train_commands_use_only_real_cnnlab_train_options(repro):

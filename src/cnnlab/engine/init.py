@@ -13,6 +13,7 @@ a seed reproduces the same weights.
 | glorot     | U(-a, a), a = sqrt(6/(fan_in+fan_out)) | Glorot & Bengio 2010 (tanh, sigmoid)                |
 | he         | N(0, 2/fan_in)                       | He et al. 2015 (ReLU)                                 |
 | zeros      | 0                                    | biases                                                |
+| constant:v | v everywhere (e.g. ``constant:0.1``) | biases of the from-scratch course network             |
 """
 
 from __future__ import annotations
@@ -62,10 +63,26 @@ INITIALIZERS = {
 }
 
 
+def constant(value: float):
+    """The initializer that fills every entry with ``value``."""
+    def fill(shape, fan_in, fan_out, rng, dtype=np.float32):
+        return np.full(shape, value, dtype=dtype)
+
+    return fill
+
+
 def get_initializer(name: str):
-    """Look an initializer up by name; the error lists the known names."""
+    """Look an initializer up by name (or ``"constant:<number>"``); the error lists the known names."""
+    if isinstance(name, str) and name.startswith("constant:"):
+        try:
+            value = float(name.partition(":")[2])
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ConfigError(f"initializer {name!r}: expected a finite number after 'constant:', like constant:0.1")
+        return constant(value)
     try:
         return INITIALIZERS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         known = ", ".join(sorted(INITIALIZERS))
-        raise ConfigError(f"unknown initializer {name!r}; expected one of: {known}") from None
+        raise ConfigError(f"unknown initializer {name!r}; expected one of: {known}, constant:<number>") from None

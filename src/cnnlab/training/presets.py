@@ -17,6 +17,9 @@ keras-mnist    conv 32@3x3 relu → maxpool → conv 64@3x3 relu → maxpool →
                → dense 10 (the Keras example's "simple MNIST convnet")
 cnn-bn         (conv 32@3x3 → BN → relu) x2 → maxpool → (conv 64@3x3 → BN → relu) x2     
                → maxpool → dense 256 → BN → relu → dropout 0.4 → dense 10 (aimed at ≥ 99.6%)
+course-cnn     (conv 16@3x3 → relu) x2 → maxpool → (conv 32@3x3 → relu) x2 → maxpool    83,322
+               → dense 128 → sigmoid → dense 10 → sigmoid; valid convolutions, weights
+               U(-0.1, 0.1), dense biases 0.1 (the from-scratch course network)
 =============  ======================================================================  ==========
 """
 
@@ -122,12 +125,26 @@ def cnn_bn(input_shape, num_classes=10, activation="relu", pooling="max", init=N
     return layers
 
 
+def course_cnn(input_shape, num_classes=10, activation="relu", pooling="max", init="uniform"):
+    """The from-scratch course CNN: valid 3x3 convolutions, sigmoid dense layers, every weight and conv bias
+    from U(-0.1, 0.1) and the dense biases 0.1, as its text gives them (train it with the quadratic cost)."""
+    layers = []
+    for filters in (16, 32):
+        layers += [Conv2D(filters, 3, kernel_initializer=init, bias_initializer=init), _activation(activation),
+                   Conv2D(filters, 3, kernel_initializer=init, bias_initializer=init), _activation(activation),
+                   _pool(pooling)]
+    layers += [Flatten(), Dense(128, kernel_initializer=init, bias_initializer="constant:0.1"), Sigmoid(),
+               Dense(num_classes, kernel_initializer=init, bias_initializer="constant:0.1"), Sigmoid()]
+    return layers
+
+
 PRESETS = {
     "mlp": mlp,
     "lenet5": lenet5,
     "vgg-mini": vgg_mini,
     "keras-mnist": keras_mnist,
     "cnn-bn": cnn_bn,
+    "course-cnn": course_cnn,
 }
 
 
