@@ -131,6 +131,23 @@ def show() -> None:
     """Look inside a trained network: its first-layer filters, the feature maps of a picture."""
 
 
+def _model_and_picture(paths):
+    """``[MODEL] IMAGE`` -> (model, its label, the picture's path, the picture prepared as for prediction
+    (28x28 in [0, 1]), the model's input batch (1, ...))."""
+    from .engine.errors import ConfigError
+    from .preprocess import prepare_digit
+    from .visualize import model_input
+
+    if len(paths) > 2:
+        raise ConfigError(f"expected [MODEL] IMAGE, received {len(paths)} arguments: {' '.join(paths)}")
+    model_path, image_path = (None, paths[0]) if len(paths) == 1 else paths
+    if not Path(image_path).is_file():
+        raise ConfigError(f"picture not found: {image_path}")
+    net, label = _model(model_path)
+    picture = prepare_digit(image_path)
+    return net, label, image_path, picture, model_input(picture, net)
+
+
 def _model(model_path):
     from .training.cli import _model_and_folder
 
@@ -171,20 +188,11 @@ def show_activations(paths, out, max_maps):
     The picture is prepared as for prediction (cropped, centred, 28x28, light on dark). MODEL is a model
     file or a run folder; without it, the bundled LeNet-5.
     """
-    from .engine.errors import ConfigError
     from .plots import figure_format, save_figure
-    from .preprocess import prepare_digit
-    from .visualize import feature_maps_figure, model_input
+    from .visualize import feature_maps_figure
 
     figure_format(out)
-    if len(paths) > 2:
-        raise ConfigError(f"expected [MODEL] IMAGE, received {len(paths)} arguments: {' '.join(paths)}")
-    model_path, image_path = (None, paths[0]) if len(paths) == 1 else paths
-    if not Path(image_path).is_file():
-        raise ConfigError(f"picture not found: {image_path}")
-    net, label = _model(model_path)
-    picture = prepare_digit(image_path)
-    x = model_input(picture, net)
+    net, label, image_path, picture, x = _model_and_picture(paths)
     maps = net.feature_maps(x)
     probabilities = net.predict_proba(x)[0]
     guess = int(probabilities.argmax())
@@ -211,20 +219,13 @@ def show_saliency(paths, out, chosen, samples):
     prediction. MODEL is a model file or a run folder; without it, the bundled LeNet-5.
     """
     from .engine.errors import ConfigError
+    from .engine.errors import ConfigError
     from .explain import grad_cam, saliency, smoothgrad
     from .plots import figure_format, save_figure
-    from .preprocess import prepare_digit
-    from .visualize import explanation_figure, model_input
+    from .visualize import explanation_figure
 
     figure_format(out)
-    if len(paths) > 2:
-        raise ConfigError(f"expected [MODEL] IMAGE, received {len(paths)} arguments: {' '.join(paths)}")
-    model_path, image_path = (None, paths[0]) if len(paths) == 1 else paths
-    if not Path(image_path).is_file():
-        raise ConfigError(f"picture not found: {image_path}")
-    net, label = _model(model_path)
-    picture = prepare_digit(image_path)
-    x = model_input(picture, net)
+    net, label, image_path, picture, x = _model_and_picture(paths)
     probabilities = net.predict_proba(x)[0]
     names = (getattr(net, "info", None) or {}).get("class_names") or [str(i) for i in range(len(probabilities))]
     guess = int(probabilities.argmax())
