@@ -219,7 +219,6 @@ def show_saliency(paths, out, chosen, samples):
     prediction. MODEL is a model file or a run folder; without it, the bundled LeNet-5.
     """
     from .engine.errors import ConfigError
-    from .engine.errors import ConfigError
     from .explain import grad_cam, saliency, smoothgrad
     from .plots import figure_format, save_figure
     from .visualize import explanation_figure
