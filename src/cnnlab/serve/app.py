@@ -149,7 +149,10 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
                 if not data:
                     raise HTTPException(400, "expected an image, received an empty body")
                 async with gate.work():
-                    return await run_in_threadpool(recognizer.recognize, data, number=number, features=features, k=k)
+                    result = await run_in_threadpool(recognizer.recognize, data, number=number, features=features, k=k)
+            # Already plain JSON types: a JSONResponse skips FastAPI's encoder, which walked the ~1,000
+            # strings of the feature maps on the event loop's thread for every answer.
+            return JSONResponse(result)
         except Busy as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
         except ClientDisconnect:

@@ -14,9 +14,9 @@ from contextlib import asynccontextmanager
 #: Pictures recognized at the same time. The model runs one at a time anyway (a lock); two workers let
 #: one picture be decoded and preprocessed while another is in the model, on a 2-core machine.
 DEFAULT_WORKERS = 2
-#: Requests allowed to wait for a worker. A page drawing takes ~5-15 ms, so 32 waiting is well under a
-#: second of queue; the 33rd is told to come back instead.
-DEFAULT_QUEUE = 32
+#: Requests allowed to wait for a worker. A page drawing takes ~10-15 ms of CPU with its feature maps,
+#: so 16 waiting is about a quarter of a second of queue; the 17th is told to come back instead.
+DEFAULT_QUEUE = 16
 RETRY_AFTER_S = 1
 
 
