@@ -263,3 +263,42 @@ def test_client_disconnect_mid_upload_is_one_log_line(caplog):
     lines = [r for r in caplog.records if "disconnected" in r.getMessage()]
     assert len(lines) == 1 and "127.0.0.1:50000" in lines[0].getMessage()
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_slow_uploads_do_not_take_the_queue():
+    """Admission counts a request once its body is in: clients still uploading hold no worker or queue
+    place, so a few slow (or stalled) uploads cannot turn everyone else away with 503."""
+    import socket
+
+    import httpx
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(TemplateModel(), workers=1, queue=0), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    data = png(draw_digits([7]))
+    stalled = []
+    try:
+        for _ in range(3):  # three uploads that have sent half their body
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                         f"Content-Length: {len(data)}\r\n\r\n".encode() + data[: len(data) // 2])
+            stalled.append(sock)
+        time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/api/predict"
+        response = httpx.post(url, content=data, headers={"content-type": "image/png"}, timeout=10)
+        assert response.status_code == 200 and response.json()["prediction"] == 7
+        stalled[0].sendall(data[len(data) // 2:])  # a stalled upload that finishes is answered too
+        assert b"200 OK" in stalled[0].recv(100)
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -144,10 +144,12 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
     ) -> dict:
         """Recognize the digit (or, with ``number=true``, the number) in a picture."""
         try:
+            # The body is read before admission: a slow upload is the network's time, not a worker's,
+            # so a few slow clients cannot fill the queue and turn everyone else away.
+            data = await read_picture(request)
+            if not data:
+                raise HTTPException(400, "expected an image, received an empty body")
             async with gate.admit():
-                data = await read_picture(request)
-                if not data:
-                    raise HTTPException(400, "expected an image, received an empty body")
                 async with gate.work():
                     result = await run_in_threadpool(recognizer.recognize, data, number=number, features=features, k=k)
             # Already plain JSON types: a JSONResponse skips FastAPI's encoder, which walked the ~1,000

@@ -27,9 +27,8 @@ class Busy(Exception):
 class Gate:
     """``async with gate.admit(): ...`` in the request; ``async with gate.work(): ...`` around the work.
 
-    ``admit`` counts the request from its first byte (its body is read inside, so bodies in memory are
-    bounded too) and raises :class:`Busy` when ``workers + queue`` requests are already in; ``work``
-    waits for one of the ``workers`` slots.
+    ``admit`` counts the request once its body has arrived and raises :class:`Busy` when
+    ``workers + queue`` requests are already in; ``work`` waits for one of the ``workers`` slots.
     """
 
     def __init__(self, workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE):
