@@ -7,8 +7,10 @@
    posting a drawn digit to ``/api/predict`` for ``--seconds`` each (default 10): answers/s, p50/p99
    latency of the answers, "busy" 503s (told at once to retry; their own p99), other errors, and the
    server's resident memory (RSS) idle and at its highest during the run (sampled every 50 ms).
+3. **Big uploads**: ``--big-uploads`` (default 8) clients each send the largest picture allowed (5000x5000
+   RGBA PNG) at the same moment; the server's RSS idle, at its peak, and half a second after.
 
-    python benchmarks/serve_load.py [--model MODEL] [--seconds 10] [--clients 16 64] [--features]
+    python benchmarks/serve_load.py [--model MODEL] [--seconds 10] [--clients 16 64] [--features] [--big-uploads 8]
 
 Figures only, never asserts on time (this machine is shared and timings are noisy).
 """
@@ -34,6 +36,19 @@ def drawn_digit_png() -> bytes:
     """A "7" like one drawn on the page: 280x280 canvas, marker 20 px wide."""
     image = Image.new("L", (280, 280), 255)
     ImageDraw.Draw(image).line([(70, 60), (210, 60), (120, 235)], fill=17, width=20, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def largest_picture_png() -> bytes:
+    """The largest picture the server accepts (25 megapixels, 5000x5000), RGBA: the costliest to decode."""
+    from cnnlab.preprocess import MAX_IMAGE_PIXELS
+
+    side = int(MAX_IMAGE_PIXELS**0.5)
+    image = Image.new("RGBA", (side, side), (255, 255, 255, 255))
+    ImageDraw.Draw(image).line([(side // 4, side // 5), (3 * side // 4, side // 5), (side // 2 - side // 8, 4 * side // 5)],
+                               fill=(17, 17, 17, 255), width=side // 14, joint="curve")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -195,6 +210,38 @@ async def load_test(port: int, seconds: float, clients: int, features: bool, ser
     }
 
 
+async def big_uploads(port: int, uploads: int, server_pid: int) -> dict:
+    """``uploads`` clients each send the largest picture once, all at the same moment."""
+    import psutil
+
+    data = largest_picture_png()
+    request = (f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: image/png\r\n"
+               f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    server = psutil.Process(server_pid)
+    idle_rss = server.memory_info().rss
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_rss(server_pid, stop, every_s=0.02))
+
+    async def one() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            status, _ = await exchange(reader, writer, request)
+            return status
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    statuses = await asyncio.gather(*(one() for _ in range(uploads)))
+    elapsed = time.perf_counter() - started
+    await asyncio.sleep(0.5)  # memory after: is it given back?
+    after_rss = server.memory_info().rss
+    stop.set()
+    peak_rss = await sampler
+    return {"uploads": uploads, "bytes_each": len(data), "seconds": round(elapsed, 2), "statuses": statuses,
+            "server_rss_idle_mb": round(idle_rss / 2**20, 1), "server_rss_peak_mb": round(peak_rss / 2**20, 1),
+            "server_rss_after_mb": round(after_rss / 2**20, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model file (default: the bundled LeNet-5)")
@@ -202,6 +249,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[16, 64],
                         help="concurrent clients, one load test each (default: 16 64)")
     parser.add_argument("--features", action="store_true", help="ask for feature maps too (the page does)")
+    parser.add_argument("--big-uploads", type=int, default=8,
+                        help="concurrent uploads of the largest picture allowed, for memory (default 8; 0: skip)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
@@ -210,10 +259,11 @@ def main() -> None:
     server = start_server(args.model, port)
     try:
         under_load = [asyncio.run(load_test(port, args.seconds, n, args.features, server.pid)) for n in args.clients]
+        big = asyncio.run(big_uploads(port, args.big_uploads, server.pid)) if args.big_uploads else None
     finally:
         server.terminate()
         server.wait(timeout=10)
-    results = {"single_picture": single, "server": under_load, "cpu_count": os.cpu_count()}
+    results = {"single_picture": single, "server": under_load, "big_uploads": big, "cpu_count": os.cpu_count()}
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -228,6 +278,12 @@ def main() -> None:
         print(f"  server RSS: idle {s['server_rss_idle_mb']} MB, peak {s['server_rss_peak_mb']} MB;"
               f" CPU: server {s['server_cpu_cores']}, load client {s['client_cpu_cores']} cores"
               f" (this machine has {os.cpu_count()}, shared)")
+
+    if big:
+        print(f"{big['uploads']} concurrent uploads of the largest picture ({big['bytes_each']:,} bytes, 25 megapixels RGBA):"
+              f" answered {big['statuses']} in {big['seconds']} s")
+        print(f"  server RSS: idle {big['server_rss_idle_mb']} MB, peak {big['server_rss_peak_mb']} MB"
+              f" (+{big['server_rss_peak_mb'] - big['server_rss_idle_mb']:.0f} MB), after {big['server_rss_after_mb']} MB")
 
 
 if __name__ == "__main__":
