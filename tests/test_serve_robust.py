@@ -302,3 +302,19 @@ def test_slow_uploads_do_not_take_the_queue():
             sock.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_serve_command_passes_workers_and_queue_and_refuses_bad_values(monkeypatch):
+    from click.testing import CliRunner
+
+    import cnnlab.serve.app as serve_app
+    import cnnlab.serve.cli as serve_cli
+
+    calls = []
+    monkeypatch.setattr(serve_cli, "_load", lambda path: TemplateModel())
+    monkeypatch.setattr(serve_app, "run_server", lambda **kwargs: calls.append(kwargs))
+    result = CliRunner().invoke(serve_cli.serve, ["--workers", "3", "--queue", "0"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["workers"] == 3 and calls[0]["queue"] == 0
+    result = CliRunner().invoke(serve_cli.serve, ["--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output and "Traceback" not in result.output

@@ -174,7 +174,8 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
 
 
 def run_server(model_path=None, host: str = "127.0.0.1", port: int = 8000,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, model=None) -> None:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, model=None,
+               workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE) -> None:
     """Serve the page and the API with uvicorn (``model_path`` ``None``: the bundled model; an already
     loaded ``model`` wins over both)."""
     import uvicorn
@@ -183,4 +184,5 @@ def run_server(model_path=None, host: str = "127.0.0.1", port: int = 8000,
 
     if model is None:
         model = load_model(model_path) if model_path else load_bundled_model()
-    uvicorn.run(create_app(model, max_upload_bytes=max_upload_bytes), host=host, port=port, log_level="info")
+    app = create_app(model, max_upload_bytes=max_upload_bytes, workers=workers, queue=queue)
+    uvicorn.run(app, host=host, port=port, log_level="info")
