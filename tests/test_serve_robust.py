@@ -106,14 +106,14 @@ def test_large_decodes_never_overlap(monkeypatch):
     lock = threading.Lock()
     flatten = decode._flatten_to_gray
 
-    def counting(image):
+    def counting(image, *args):
         nonlocal active, most
         with lock:
             active += 1
             most = max(most, active)
         time.sleep(0.05)
         try:
-            return flatten(image)
+            return flatten(image, *args)
         finally:
             with lock:
                 active -= 1
@@ -318,3 +318,11 @@ def test_serve_command_passes_workers_and_queue_and_refuses_bad_values(monkeypat
     assert calls[0]["workers"] == 3 and calls[0]["queue"] == 0
     result = CliRunner().invoke(serve_cli.serve, ["--workers", "0"])
     assert result.exit_code == 2 and "--workers" in result.output and "Traceback" not in result.output
+
+
+def test_a_callers_big_picture_is_read_not_changed():
+    picture = scaled_digit(7, 2400, "RGBA")
+    before = picture.copy()
+    decoded = decode_picture(picture)
+    assert decoded.width * decoded.height <= WORK_PIXELS
+    assert picture.size == before.size and picture.tobytes() == before.tobytes()  # still usable, unchanged

@@ -45,14 +45,16 @@ def work_size(size: tuple[int, int], budget: int = WORK_PIXELS) -> tuple[int, in
     return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
-def _flatten_to_gray(image: Image.Image) -> Image.Image:
-    """A decoded picture -> ``"L"``, transparency composited on white, holding few full-size copies."""
+def _flatten_to_gray(image: Image.Image, owned: bool = True) -> Image.Image:
+    """A decoded picture -> ``"L"``, transparency composited on white, holding few full-size copies
+    (``owned``: the picture is ours to close early, not the caller's)."""
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in _ALPHA_MODES:
         alpha = image.getchannel("A" if "A" in image.mode else "a")
         gray = image.convert("L")  # RGB -> gray is linear, so compositing after it equals before it
-        image.close()  # the full-size colour pixels are no longer needed
+        if owned:
+            image.close()  # the full-size colour pixels are no longer needed
         paper = Image.new("L", gray.size, 255)
         return Image.composite(gray, paper, alpha)
     if image.mode in _WIDE_MODES:
@@ -68,14 +70,15 @@ def decode_picture(source, budget: int = WORK_PIXELS) -> Image.Image:
     anything that is not a readable picture.
     """
     image = _open(source)
+    owned = image is not source  # a PIL image from the caller is read, never changed or closed
     try:
-        return _decode_opened(image, budget)
+        return _decode_opened(image, budget, owned)
     finally:
-        if image is not source:  # opened here: release the file (the result is always a new image)
+        if owned:  # opened here: release the file (the result is always a new image)
             image.close()
 
 
-def _decode_opened(image: Image.Image, budget: int) -> Image.Image:
+def _decode_opened(image: Image.Image, budget: int, owned: bool) -> Image.Image:
     check_dimensions(image.size)
     if image.width * image.height <= budget:
         return load_image(image)  # nothing to save: the exact path the command line has always taken
@@ -85,10 +88,10 @@ def _decode_opened(image: Image.Image, budget: int) -> Image.Image:
     try:
         metadata = {k: v for k, v in image.info.items() if k != "transparency"}  # EXIF / XMP orientation
         image.seek(0)  # animated GIF / WebP: the first frame
-        if image.format == "JPEG":
+        if owned and image.format == "JPEG":
             image.draft("L", work_size(image.size, budget))  # the decoder scales by 1/2..1/8 itself
         image.load()
-        gray = _flatten_to_gray(image)
+        gray = _flatten_to_gray(image, owned)
         target = work_size(gray.size, budget)
         if target != gray.size:
             gray = gray.resize(target, Image.Resampling.BOX, reducing_gap=None)
