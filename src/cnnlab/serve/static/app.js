@@ -128,6 +128,9 @@ function endStroke(event) {
 }
 canvas.addEventListener("pointerup", endStroke);
 canvas.addEventListener("pointercancel", endStroke);
+// Capture lost without a pointerup (the window lost focus mid-stroke): end the stroke, or no pointer
+// could ever draw again.
+canvas.addEventListener("lostpointercapture", endStroke);
 
 // -- talking to the server -------------------------------------------------------------------------
 function numberMode() { return $("number-mode").checked; }
