@@ -126,7 +126,7 @@ def test_large_decodes_never_overlap(monkeypatch):
 
 
 MEMORY_PROBE = textwrap.dedent(
-    """
+    r"""
     import json, re, sys, threading
     import psutil
     sys.path.insert(0, sys.argv[2])
