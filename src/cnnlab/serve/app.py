@@ -6,12 +6,15 @@ Routes
 ``POST /api/predict``     a picture -> prediction, top-k, probabilities, the 28x28 the network saw;
                           ``?features=true`` adds the feature maps, ``?number=true`` reads a whole number
 ``GET /healthz``          liveness and which model is loaded
-``GET /docs``             the OpenAPI documentation FastAPI writes from these routes
+``GET /docs``             the OpenAPI documentation FastAPI writes from these routes (Swagger UI's files
+                          come from the fastapi-offline package: the page works without the internet)
+Every GET route answers HEAD too.
 
 A picture arrives as a multipart upload (field ``file``), as JSON ``{"image": "data:image/png;base64,..."}``
 or as a raw ``image/*`` body. Status codes: 413 body or image too large (bombs included), 415 not an image
 (or an unsupported request type), 400 a malformed data URL or a form without a file, 422 malformed JSON.
 A blank drawing is *not* an error: 200 with ``"prediction": null`` and ``"message": "no digit found"``.
+503 with ``Retry-After``: too many requests already waiting (see :mod:`cnnlab.serve.gate`).
 """
 
 from __future__ import annotations
@@ -19,18 +22,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from ..version import __version__
 from ..engine.errors import CnnlabError
 from ..preprocess import ImageError, ImageTooLargeError
+from .gate import DEFAULT_QUEUE, DEFAULT_WORKERS, RETRY_AFTER_S, Busy, Gate
+from .memory import return_freed_memory_to_os
+from .middleware import BodySizeLimit, HeadAsGet
 from .recognize import Recognizer
+
+log = logging.getLogger("cnnlab.serve")
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 5_000_000
@@ -51,47 +62,6 @@ PREDICT_BODY = {  # what /docs shows for the request body: the route reads it by
         "image/png": {"schema": {"type": "string", "format": "binary"}},
     },
 }
-
-
-class BodySizeLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` with 413.
-
-    The ``Content-Length`` header is checked first (cheap, before anything is read), and the bytes are
-    counted as they arrive too, because a client may send no length (chunked) or lie about it.
-    """
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def too_large(self) -> HTTPException:
-        return HTTPException(413, f"request body too large: the limit is {self.max_bytes:,} bytes")
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > self.max_bytes
-            except ValueError:
-                too_big = False  # the server itself rejects a malformed length
-            if too_big:
-                response = JSONResponse({"detail": self.too_large().detail}, status_code=413)
-                return await response(scope, receive, send)
-        received = 0
-
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self.too_large()  # turned into a 413 response by FastAPI's exception handling
-            return message
-
-        await self.app(scope, counting_receive, send)
 
 
 def parse_data_url(text: str) -> bytes:
@@ -130,20 +100,29 @@ async def read_picture(request: Request) -> bytes:
     )
 
 
-def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top_k: int = 5) -> FastAPI:
-    """The FastAPI app around ``model`` (``None``: the LeNet-5 bundled with cnnlab)."""
+def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top_k: int = 5,
+               workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE):
+    """The FastAPI app around ``model`` (``None``: the LeNet-5 bundled with cnnlab).
+
+    ``workers`` pictures are recognized at once and ``queue`` more may wait; past that, 503.
+    """
     if model is None:
         from ..io import load_bundled_model
 
         model = load_bundled_model()
     recognizer = Recognizer(model, top_k=top_k)
-    app = FastAPI(
+    gate = Gate(workers, queue)
+    return_freed_memory_to_os()  # big uploads' pixels leave the process once freed (see serve/memory.py)
+    app = FastAPIOffline(  # FastAPI, with /docs served from files inside the package (no CDN)
+        redoc_url=None,
         title="cnnlab",
         version=__version__,
         description="Draw a digit, see what a convolutional network makes of it.",
     )
     app.state.recognizer = recognizer
+    app.state.gate = gate
     app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(HeadAsGet)  # added last, so it runs first: HEAD never reaches a route as HEAD
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -164,11 +143,26 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
         k: int = Query(top_k, ge=1, le=10, alias="top_k", description="how many classes to list"),
     ) -> dict:
         """Recognize the digit (or, with ``number=true``, the number) in a picture."""
-        data = await read_picture(request)
-        if not data:
-            raise HTTPException(400, "expected an image, received an empty body")
         try:
-            return await run_in_threadpool(recognizer.recognize, data, number=number, features=features, k=k)
+            # The body is read before admission: a slow upload is the network's time, not a worker's,
+            # so a few slow clients cannot fill the queue and turn everyone else away.
+            data = await read_picture(request)
+            if not data:
+                raise HTTPException(400, "expected an image, received an empty body")
+            async with gate.admit():
+                async with gate.work():
+                    result = await run_in_threadpool(recognizer.recognize, data, number=number, features=features, k=k)
+            # Already plain JSON types: a JSONResponse skips FastAPI's encoder, which walked the ~1,000
+            # strings of the feature maps on the event loop's thread for every answer.
+            return JSONResponse(result)
+        except Busy as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        except ClientDisconnect:
+            # The client went away mid-upload (closed the tab, lost the network): nobody to answer, and
+            # nothing went wrong here, so one line instead of a traceback.
+            client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+            log.warning("%s disconnected before its upload to %s was complete", client, request.url.path)
+            return Response(status_code=400)
         except ImageTooLargeError as exc:
             raise HTTPException(413, str(exc)) from None
         except ImageError as exc:
@@ -180,7 +174,8 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
 
 
 def run_server(model_path=None, host: str = "127.0.0.1", port: int = 8000,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, model=None) -> None:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, model=None,
+               workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE) -> None:
     """Serve the page and the API with uvicorn (``model_path`` ``None``: the bundled model; an already
     loaded ``model`` wins over both)."""
     import uvicorn
@@ -189,4 +184,5 @@ def run_server(model_path=None, host: str = "127.0.0.1", port: int = 8000,
 
     if model is None:
         model = load_model(model_path) if model_path else load_bundled_model()
-    uvicorn.run(create_app(model, max_upload_bytes=max_upload_bytes), host=host, port=port, log_level="info")
+    app = create_app(model, max_upload_bytes=max_upload_bytes, workers=workers, queue=queue)
+    uvicorn.run(app, host=host, port=port, log_level="info")

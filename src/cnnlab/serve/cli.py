@@ -136,10 +136,15 @@ def _print_result(result: dict, number: bool) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--max-upload-mb", type=click.FloatRange(0.01, 100), default=5.0, show_default=True,
               help="largest request body accepted")
-def serve(model_path, host, port, max_upload_mb):
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="pictures recognized at the same time")
+@click.option("--queue", type=click.IntRange(0, 10_000), default=16, show_default=True,
+              help="requests allowed to wait for a worker; past that, 503 with Retry-After")
+def serve(model_path, host, port, max_upload_mb, workers, queue):
     """Serve the drawing page and the prediction API (open http://HOST:PORT/ in a browser)."""
     from .app import run_server
 
     model = _load(model_path)  # a bad model file fails here, as one line, before uvicorn starts
     click.echo(f"cnnlab: drawing page at http://{host}:{port}/  (API docs at /docs; Ctrl-C stops)", err=True)
-    run_server(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1_000_000), model=model)
+    run_server(host=host, port=port, max_upload_bytes=int(max_upload_mb * 1_000_000), model=model,
+               workers=workers, queue=queue)

@@ -14,8 +14,9 @@ import threading
 import numpy as np
 
 from ..data.normalize import normalize
-from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
+from ..preprocess import NoDigitError, as_batch, prepare_digit, to_png_bytes
 from ..segment import read_number
+from .decode import decode_picture
 
 NO_DIGIT_MESSAGE = "no digit found"
 
@@ -78,7 +79,7 @@ class Recognizer:
         :class:`~cnnlab.preprocess.ImageError`.
         """
         k = self.top_k if k is None else k
-        picture = load_image(picture)  # decoded once, even when number mode reads it a second time
+        picture = decode_picture(picture)  # decoded once (shrunk to a pixel budget), even for number mode
         try:
             digit = prepare_digit(picture)
         except NoDigitError as exc:

@@ -4,22 +4,37 @@
 
 const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
-const ctx = canvas.getContext("2d");
+const ctx = canvas.getContext("2d", { willReadFrequently: true });  // undo snapshots read pixels back
 const SIZES = { digit: [280, 280], number: [840, 280] };  // canvas pixels in each mode
-const PREDICT_EVERY_MS = 150;  // while drawing, ask at most this often (and once more after the last stroke)
+const PREDICT_EVERY_MS = 150;  // while drawing, ask at most this often; after the pen lifts, at once
+const BUSY_AFTER_MS = 150;     // show "reading…" only for answers slower than this (no flicker)
+const UNDO_DEPTH = 40;
+const EMPTY_GIF = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///ywAAAAAAQABAAACAUwAOw==";
 
 const state = {
   hasInk: false,
-  drawing: false,
+  pointerId: null,     // the one pointer drawing the current stroke; others (a resting thumb) are ignored
   points: [],          // the current stroke's recent points, for smoothing
-  timer: null,         // pending prediction
-  inFlight: false,     // one request at a time ...
+  timer: null,         // pending throttled prediction
+  request: null,       // {controller, sequence} of the request in flight: one at a time ...
   again: false,        // ... and one more if the drawing changed meanwhile
   sequence: 0,         // answers older than the last shown one are dropped
   shown: 0,
+  undo: [],            // canvas snapshots, one per stroke: [{pixels, hasInk}]
+  penUpAt: null,       // when the pen last lifted (event time), until its answer is shown
+  penUpSequence: 0,    // the first request that sees the finished stroke
+  busyTimer: null,
+  retryTimer: null,
 };
+// Post-stroke latency (pen lifted -> answer on screen), in ms: read by the browser test, shown nowhere.
+window.cnnlab = { latencies: [] };
 
 // -- drawing -------------------------------------------------------------------------------------
+function brushWidth() {
+  // MNIST-like stroke: about 1/14 of the digit's box, times the brush-size slider.
+  return (canvas.height / 14) * Number($("brush").value);
+}
+
 function resetCanvas() {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
@@ -27,7 +42,7 @@ function resetCanvas() {
   ctx.fillStyle = "#111";
   ctx.lineCap = "round";         // round caps and joins: the line looks like a felt marker
   ctx.lineJoin = "round";
-  ctx.lineWidth = canvas.height / 14;  // MNIST-like stroke: about 1/14 of the digit's box
+  ctx.lineWidth = brushWidth();
   state.hasInk = false;
   $("hint").classList.remove("hidden");
 }
@@ -71,11 +86,21 @@ function extendStroke(p) {
   if (pts.length > 3) pts.shift();
 }
 
+function pushUndo() {
+  state.undo.push({ pixels: ctx.getImageData(0, 0, canvas.width, canvas.height), hasInk: state.hasInk });
+  if (state.undo.length > UNDO_DEPTH) state.undo.shift();
+  $("undo").disabled = false;
+}
+
 canvas.addEventListener("pointerdown", (event) => {
   if (event.button !== 0 && event.pointerType === "mouse") return;
   event.preventDefault();
+  // A second finger (a thumb resting on the screen) neither joins this stroke nor ends it.
+  if (state.pointerId !== null) return;
+  state.pointerId = event.pointerId;
   canvas.setPointerCapture(event.pointerId);  // keep the stroke even if the pointer leaves the canvas
-  state.drawing = true;
+  pushUndo();
+  ctx.lineWidth = brushWidth();
   const p = canvasPoint(event);
   state.points = [p];
   dot(p);
@@ -85,7 +110,7 @@ canvas.addEventListener("pointerdown", (event) => {
 });
 
 canvas.addEventListener("pointermove", (event) => {
-  if (!state.drawing) return;
+  if (event.pointerId !== state.pointerId) return;
   event.preventDefault();
   // Coalesced events: the browser may deliver several pointer positions per frame; use them all.
   const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
@@ -94,14 +119,18 @@ canvas.addEventListener("pointermove", (event) => {
 });
 
 function endStroke(event) {
-  if (!state.drawing) return;
-  state.drawing = false;
+  if (event.pointerId !== state.pointerId) return;
+  state.pointerId = null;
   state.points = [];
   if (canvas.hasPointerCapture(event.pointerId)) canvas.releasePointerCapture(event.pointerId);
-  schedulePrediction();
+  state.penUpAt = event.timeStamp;  // same clock as performance.now()
+  predictNow();
 }
 canvas.addEventListener("pointerup", endStroke);
 canvas.addEventListener("pointercancel", endStroke);
+// Capture lost without a pointerup (the window lost focus mid-stroke): end the stroke, or no pointer
+// could ever draw again.
+canvas.addEventListener("lostpointercapture", endStroke);
 
 // -- talking to the server -------------------------------------------------------------------------
 function numberMode() { return $("number-mode").checked; }
@@ -114,35 +143,81 @@ function predictUrl() {
 }
 
 function schedulePrediction() {
-  // A throttle with a trailing call: predictions follow the pen every 150 ms, and the last one always
-  // sees the finished drawing.
+  // While drawing: a throttle, so predictions follow the pen every 150 ms.
   if (state.timer === null) state.timer = setTimeout(() => { state.timer = null; predictCanvas(); }, PREDICT_EVERY_MS);
+}
+
+function predictNow() {
+  // The pen lifted (or a stroke was undone): the drawing is final, so ask now. An answer still on its
+  // way is for an older drawing: cancel it rather than wait for it.
+  if (state.timer !== null) { clearTimeout(state.timer); state.timer = null; }
+  if (state.request) {
+    state.request.controller.abort();
+    state.request = null;  // its own cleanup sees it was replaced, and leaves the new one alone
+  }
+  state.again = false;
+  state.penUpSequence = state.sequence + 1;
+  predictCanvas();
 }
 
 function predictCanvas() {
   if (!state.hasInk) return;
-  if (state.inFlight) { state.again = true; return; }
-  canvas.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+  if (state.request) { state.again = true; return; }
+  // toDataURL encodes now, synchronously (a few ms). canvas.toBlob() was often held back by Chromium
+  // for ~1 s after the last input event, which delayed the answer after the pen lifted.
+  const body = JSON.stringify({ image: canvas.toDataURL("image/png") });
+  send(body, { "content-type": "application/json" });
 }
 
-async function send(blob, name) {
-  const form = new FormData();
-  form.append("file", blob, name);
+async function send(body, headers = {}) {
   const sequence = ++state.sequence;
-  state.inFlight = true;
+  const controller = new AbortController();
+  const request = { controller, sequence };
+  state.request = request;
+  clearTimeout(state.retryTimer);
+  clearTimeout(state.busyTimer);
+  state.busyTimer = setTimeout(() => showBusy(true), BUSY_AFTER_MS);
+  let retryAfter = null;
   try {
-    const response = await fetch(predictUrl(), { method: "POST", body: form });
-    const body = await response.json().catch(() => ({}));
+    const response = await fetch(predictUrl(), { method: "POST", body, headers, signal: controller.signal });
+    const answer = await response.json().catch(() => ({}));
     if (sequence < state.shown) return;
     state.shown = sequence;
-    if (!response.ok) showError(body.detail || `the server answered ${response.status}`);
-    else if (state.hasInk) showResult(body);
+    if (response.status === 503) {
+      retryAfter = Number(response.headers.get("retry-after")) || 1;
+      showError(`the server is busy: asking again in ${retryAfter} s`);
+    } else if (!response.ok) {
+      showError(answer.detail || `the server answered ${response.status}`);
+    } else if (state.hasInk) {
+      showResult(answer);
+      noteLatency(sequence);
+    }
   } catch (error) {
-    showError("cannot reach the server: " + error.message);
+    if (error.name !== "AbortError") showError("cannot reach the server: " + error.message);
   } finally {
-    state.inFlight = false;
-    if (state.again) { state.again = false; schedulePrediction(); }
+    if (state.request === request) {
+      state.request = null;
+      clearTimeout(state.busyTimer);
+      showBusy(false);
+      if (retryAfter !== null) {
+        state.retryTimer = setTimeout(() => { if (state.hasInk) predictNow(); }, retryAfter * 1000);
+      } else if (state.again) {
+        state.again = false;
+        predictCanvas();  // the drawing changed while we waited: ask again at once
+      }
+    }
   }
+}
+
+function noteLatency(sequence) {
+  if (state.penUpAt === null || sequence < state.penUpSequence || state.pointerId !== null) return;
+  window.cnnlab.latencies.push(performance.now() - state.penUpAt);
+  state.penUpAt = null;
+}
+
+function showBusy(on) {
+  $("busy").hidden = !on;
+  $("result-card").setAttribute("aria-busy", on ? "true" : "false");
 }
 
 // -- showing answers -------------------------------------------------------------------------------
@@ -170,13 +245,47 @@ function showBars(probabilities, prediction) {
   }
 }
 
-const EMPTY_GIF = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///ywAAAAAAQABAAACAUwAOw==";
+function setMessage(text, kind = "") {
+  const message = $("message");
+  message.textContent = text;
+  message.className = "message " + kind;
+}
+
+function notADigit(reason) {
+  // The server says why it found no digit ("no digit found: the picture is blank ..."): show the why.
+  const why = (reason || "").replace(/^no digit found:?\s*/i, "") || "no digit found";
+  return `not a digit: ${why}`;
+}
+
+function showEmpty() {
+  const prediction = $("prediction");
+  prediction.textContent = numberMode() ? "write a number" : "draw a digit";
+  prediction.classList.add("empty");
+  $("confidence").textContent = "";
+  $("processed-figure").hidden = true;
+  $("processed").src = EMPTY_GIF;
+  $("number").textContent = "write a number";
+  $("number").classList.add("empty");
+  $("digits").innerHTML = "";
+  showBars(null, -1);
+}
 
 function showResult(result) {
   const has = result.prediction !== null && result.prediction !== undefined;
-  $("prediction").textContent = has ? String(result.prediction) : "?";
-  $("confidence").textContent = has ? `${(result.top_k[0].probability * 100).toFixed(1)}% sure` : "";
-  $("message").textContent = result.message || "";
+  const prediction = $("prediction");
+  if (has) {
+    prediction.textContent = String(result.prediction);
+    prediction.classList.remove("empty");
+    $("confidence").textContent = `${(result.top_k[0].probability * 100).toFixed(1)}% sure`;
+    setMessage("");
+  } else {
+    // Never a digit: an empty answer box, and the reason in words.
+    prediction.textContent = "";
+    prediction.classList.add("empty");
+    $("confidence").textContent = "";
+    setMessage(notADigit(result.message), "no-digit");
+  }
+  $("processed-figure").hidden = !result.processed;
   $("processed").src = result.processed || EMPTY_GIF;
   showBars(result.probabilities, result.prediction);
   if (numberMode()) showNumber(result);
@@ -184,7 +293,9 @@ function showResult(result) {
 }
 
 function showNumber(result) {
-  $("number").textContent = result.number || "?";
+  const number = $("number");
+  number.textContent = result.number || "";
+  number.classList.toggle("empty", !result.number);
   const digits = $("digits");
   digits.innerHTML = "";
   for (const d of result.digits || []) {
@@ -201,6 +312,7 @@ function showFeatures(layers) {
   const box = $("features");
   if (!layers.length) {
     box.innerHTML = '<p class="muted">No feature maps for this picture.</p>';
+    box.dataset.layout = "";
     return;
   }
   // Rebuild only when the layout changes; otherwise swap image sources (no flicker while drawing).
@@ -231,49 +343,114 @@ function showFeatures(layers) {
 }
 
 function showError(text) {
-  $("message").textContent = text;
+  setMessage(text, "error");
 }
 
-function clearAll() {
+function forgetAnswers() {
   state.sequence++;
   state.shown = state.sequence;  // answers still on their way are for the old drawing
   if (state.timer !== null) { clearTimeout(state.timer); state.timer = null; }
+  clearTimeout(state.retryTimer);
+  state.penUpAt = null;
+}
+
+function clearAll() {
+  forgetAnswers();
   resetCanvas();
-  $("prediction").textContent = "–";
-  $("confidence").textContent = "";
-  $("message").textContent = "";
-  $("processed").src = EMPTY_GIF;
-  $("number").textContent = "–";
-  $("digits").innerHTML = "";
-  showBars(null, -1);
+  showEmpty();
+  setMessage("");
   const box = $("features");
   box.dataset.layout = "";
   box.innerHTML = '<p class="muted">Draw something to see the activations.</p>';
 }
 
-// -- controls --------------------------------------------------------------------------------------
-function setMode() {
-  const [w, h] = SIZES[numberMode() ? "number" : "digit"];
-  document.body.classList.toggle("number-mode", numberMode());
-  $("number-result").hidden = !numberMode();
-  $("hint").textContent = numberMode() ? "write a number here" : "draw a digit here";
-  canvas.width = w;
-  canvas.height = h;
+function clearDrawing() {
+  // Clear is a step that Undo can take back.
+  if (state.hasInk) pushUndo();
   clearAll();
 }
 
-$("clear").addEventListener("click", clearAll);
+function undo() {
+  const last = state.undo.pop();
+  $("undo").disabled = state.undo.length === 0;
+  if (!last || state.pointerId !== null) return;
+  forgetAnswers();
+  ctx.putImageData(last.pixels, 0, 0);
+  state.hasInk = last.hasInk;
+  $("hint").classList.toggle("hidden", state.hasInk);
+  if (state.hasInk) predictNow();
+  else clearAll();
+}
+
+function resetUndo() {
+  state.undo = [];
+  $("undo").disabled = true;
+}
+
+// -- controls --------------------------------------------------------------------------------------
+function inkBeyond(width, height) {
+  // Is there ink outside the top-left width x height of the canvas? (Switching to the smaller canvas
+  // would cut it off.)
+  const pixels = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let y = 0; y < canvas.height; y++) {
+    for (let x = y < height ? width : 0; x < canvas.width; x++) {
+      if (pixels[(y * canvas.width + x) * 4] < 250) return true;
+    }
+  }
+  return false;
+}
+
+function setMode() {
+  const number = numberMode();
+  const [w, h] = SIZES[number ? "number" : "digit"];
+  if (state.hasInk && (w < canvas.width || h < canvas.height) && inkBeyond(w, h)) {
+    // The drawing does not fit the smaller canvas: ask before throwing it away.
+    if (!window.confirm("Your drawing does not fit the single-digit canvas. Clear it and switch?")) {
+      $("number-mode").checked = !number;
+      return;
+    }
+    state.hasInk = false;
+  }
+  const keep = state.hasInk ? ctx.getImageData(0, 0, Math.min(w, canvas.width), Math.min(h, canvas.height)) : null;
+  document.body.classList.toggle("number-mode", number);
+  $("number-result").hidden = !number;
+  $("features-toggle").hidden = number;  // number mode shows no feature maps: no toggle for them
+  $("features-card").hidden = number || !$("show-features").checked;
+  $("hint").textContent = number ? "write a number here" : "draw a digit here";
+  canvas.setAttribute("aria-label", `drawing area: ${number ? "write a number" : "draw one digit"} with the mouse, a pen or a finger`);
+  canvas.width = w;
+  canvas.height = h;
+  resetUndo();
+  clearAll();
+  if (keep) {
+    ctx.putImageData(keep, 0, 0);  // the drawing stays where it was (a digit becomes a number's first)
+    state.hasInk = true;
+    $("hint").classList.add("hidden");
+    predictNow();
+  }
+}
+
+$("clear").addEventListener("click", clearDrawing);
+$("undo").addEventListener("click", undo);
 $("number-mode").addEventListener("change", setMode);
+$("brush").addEventListener("input", () => { ctx.lineWidth = brushWidth(); });
 $("show-features").addEventListener("change", () => {
   $("features-card").hidden = !$("show-features").checked;
-  schedulePrediction();
+  if (state.hasInk) predictNow();
 });
-document.addEventListener("keydown", (event) => { if (event.key === "Escape") clearAll(); });
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") clearDrawing();
+  if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    undo();
+  }
+});
 
 $("upload").addEventListener("change", () => {
   const file = $("upload").files[0];
   if (!file) return;
   clearAll();
+  resetUndo();
   // Show the picture on the canvas (fitted, on white) but send the original file: full resolution.
   const url = URL.createObjectURL(file);
   const img = new Image();
@@ -287,7 +464,9 @@ $("upload").addEventListener("change", () => {
   img.src = url;
   state.hasInk = true;
   $("hint").classList.add("hidden");
-  send(file, file.name);
+  const form = new FormData();
+  form.append("file", file, file.name);
+  send(form);
   $("upload").value = "";  // choosing the same file again fires "change" again
 });
 
