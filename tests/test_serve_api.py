@@ -336,3 +336,28 @@ def test_predict_command_refuses_bad_input(run_predict, tmp_path):
     result = run_predict(junk)
     assert isinstance(result.exception, CnnlabError) and "could not be read" in str(result.exception)
     assert run_predict(tmp_path / "missing.png").exit_code == 2  # click: the path does not exist
+
+
+def test_explain_adds_a_grad_cam_overlay_of_the_predicted_class():
+    """``?explain=true`` answers what made the bundled model say it: Grad-CAM of its last convolution,
+    as a translucent RGBA overlay; a blank picture has no explanation."""
+    from cnnlab.explain import grad_cam
+    from cnnlab.io import load_bundled_model
+    from cnnlab.serve.recognize import model_inputs
+
+    model = load_bundled_model()
+    app_client = TestClient(create_app(model=model))
+    picture = draw_digits([7])
+    body = upload(app_client, png(picture), "?explain=true").json()
+    why = body["explanation"]
+    assert body["prediction"] == 7 and why["label"] == 7 and why["method"] == "grad-cam"
+    overlay = Image.open(io.BytesIO(base64.b64decode(why["heatmap"].split(",", 1)[1])))
+    assert overlay.mode == "RGBA" and overlay.size == (112, 112)
+    alpha = np.asarray(overlay)[..., 3].astype(float)
+    # the overlay is opaque where Grad-CAM is strong and clear where it is zero
+    cam = grad_cam(model, model_inputs(model, prepare_digit(picture)[None]), 7).upsampled((28, 28))[0]
+    small = np.asarray(Image.fromarray(alpha.astype(np.uint8)).resize((28, 28), Image.Resampling.BILINEAR), float)
+    assert np.corrcoef(small.ravel(), cam.ravel())[0, 1] > 0.9
+    assert "explanation" not in upload(app_client, png(picture)).json()  # only on request
+    blank = upload(app_client, png(Image.new("L", (100, 100), 255)), "?explain=true").json()
+    assert blank["prediction"] is None and blank["explanation"] is None

@@ -7,6 +7,8 @@ Screenshots go to pytest's temporary folder, or to ``$CNNLAB_SCREENSHOTS`` when 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
@@ -423,3 +425,37 @@ def test_docs_page_renders_with_the_internet_cut_off(browser, server_url):
     page.wait_for_selector('.opblock-summary-path[data-path="/api/predict"]', timeout=10_000)
     assert not outside, outside
     context.close()
+
+
+def test_why_overlays_the_heat_map_and_names_the_answer(page):
+    """With "why?" ticked the page asks for ?explain=true and lays the heat map over the 28x28 picture."""
+    asked = []
+    heat = "data:image/png;base64," + base64.b64encode(_tiny_png()).decode("ascii")
+
+    def answer(route):
+        asked.append(route.request.url)
+        body = {"prediction": 7, "top_k": [{"label": 7, "probability": 0.9}],
+                "probabilities": [0.01] * 7 + [0.9] + [0.01] * 2, "processed": heat,
+                "explanation": {"label": 7, "method": "grad-cam", "layer": "conv2", "heatmap": heat}}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/api/predict**", answer)
+    page.check("#show-why")
+    stroke(page, SEVEN)
+    wait_for_answer(page, "7")
+    page.wait_for_selector("#why", state="visible")
+    assert any("explain=true" in url for url in asked)
+    assert page.locator("#why").get_attribute("src") == heat
+    assert page.locator("#processed-caption").inner_text() == "what made it say 7"
+    box, overlay = page.locator("#processed").bounding_box(), page.locator("#why").bounding_box()
+    assert abs(box["x"] - overlay["x"]) < 1 and abs(box["width"] - overlay["width"]) < 1  # exactly on top
+    page.click("#clear")
+    assert page.locator("#why").is_hidden()
+
+
+def _tiny_png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (4, 4), (255, 0, 0, 128)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -4,7 +4,8 @@ Routes
 ------
 ``GET /``                 the drawing page (static/index.html; scripts and styles served from here, no CDN)
 ``POST /api/predict``     a picture -> prediction, top-k, probabilities, the 28x28 the network saw;
-                          ``?features=true`` adds the feature maps, ``?number=true`` reads a whole number
+                          ``?features=true`` adds the feature maps, ``?explain=true`` a Grad-CAM heat map of
+                          what made it answer, ``?number=true`` reads a whole number
 ``GET /healthz``          liveness and which model is loaded
 ``GET /docs``             the OpenAPI documentation FastAPI writes from these routes (Swagger UI's files
                           come from the fastapi-offline package: the page works without the internet)
@@ -140,6 +141,7 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
         request: Request,
         number: bool = Query(False, description="also read the picture as a whole number"),
         features: bool = Query(False, description="add the feature maps of each convolutional layer"),
+        explain: bool = Query(False, description="add what made the model answer: a Grad-CAM heat map"),
         k: int = Query(top_k, ge=1, le=10, alias="top_k", description="how many classes to list"),
     ) -> dict:
         """Recognize the digit (or, with ``number=true``, the number) in a picture."""
@@ -151,7 +153,8 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
                 raise HTTPException(400, "expected an image, received an empty body")
             async with gate.admit():
                 async with gate.work():
-                    result = await run_in_threadpool(recognizer.recognize, data, number=number, features=features, k=k)
+                    result = await run_in_threadpool(recognizer.recognize, data, number=number, features=features,
+                                                        explain=explain, k=k)
             # Already plain JSON types: a JSONResponse skips FastAPI's encoder, which walked the ~1,000
             # strings of the feature maps on the event loop's thread for every answer.
             return JSONResponse(result)

@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from ..data.normalize import normalize
+from ..explain import grad_cam, saliency
 from ..preprocess import NoDigitError, as_batch, prepare_digit, to_png_bytes
 from ..segment import read_number
 from .decode import decode_picture
@@ -58,6 +59,22 @@ def feature_map_images(maps: list[tuple[str, np.ndarray]], max_channels: int = 3
     return out
 
 
+def heat_overlay_url(heat: np.ndarray, size: int = 112) -> str:
+    """``(H, W)`` heat in ``[0, 1]`` -> a PNG data URL of a translucent colour map (transparent where the
+    heat is 0), ``size`` pixels square, to lay over the picture the network saw."""
+    import io
+
+    from matplotlib import colormaps
+    from PIL import Image
+
+    rgba = colormaps["jet"](np.clip(heat, 0, 1))
+    rgba[..., 3] = 0.65 * np.clip(heat, 0, 1) ** 0.7  # faint where the evidence is weak
+    image = Image.fromarray((rgba * 255).astype(np.uint8), "RGBA").resize((size, size), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 class Recognizer:
     """A model, a lock, and the answers in the API's JSON shape."""
 
@@ -71,7 +88,21 @@ class Recognizer:
         with self.lock:
             return np.asarray(self.model.predict_proba(model_inputs(self.model, digits)), dtype=np.float64)
 
-    def recognize(self, picture, *, number: bool = False, features: bool = False, k: int | None = None) -> dict:
+    def explanation(self, digit: np.ndarray, label: int) -> dict:
+        """What made the model answer ``label`` for the prepared ``digit`` ``(28, 28)``: Grad-CAM on its last
+        convolution block (saliency for a model without one), as a heat-map overlay (see cnnlab.explain)."""
+        x = model_inputs(self.model, digit[None])
+        with self.lock:
+            if any(layer.kind == "Conv2D" for layer in self.model.layers):
+                cam = grad_cam(self.model, x, label)
+                heat, method, layer = cam.upsampled(digit.shape)[0], "grad-cam", cam.layer
+            else:
+                raw = saliency(self.model, x, label)[0].reshape(digit.shape)
+                heat, method, layer = raw / max(float(raw.max()), 1e-12), "saliency", None
+        return {"label": int(label), "method": method, "layer": layer, "heatmap": heat_overlay_url(heat)}
+
+    def recognize(self, picture, *, number: bool = False, features: bool = False, explain: bool = False,
+                  k: int | None = None) -> dict:
         """The JSON answer for one picture (path, bytes or PIL image).
 
         A blank picture is not an error: ``prediction`` is ``None`` and ``message`` says "no digit found"
@@ -88,6 +119,8 @@ class Recognizer:
                 result.update({"number": None, "digits": []})
             if features:
                 result["feature_maps"] = []
+            if explain:
+                result["explanation"] = None
             return result
         p = self.probabilities(digit[None])[0]
         result = {
@@ -100,6 +133,8 @@ class Recognizer:
             with self.lock:
                 maps = self.model.feature_maps(model_inputs(self.model, digit[None]))
             result["feature_maps"] = feature_map_images(maps)
+        if explain:
+            result["explanation"] = self.explanation(digit, result["prediction"])
         if number:
             result.update(self.read_number(picture, k))
         return result

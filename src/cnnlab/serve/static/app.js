@@ -138,6 +138,7 @@ function numberMode() { return $("number-mode").checked; }
 function predictUrl() {
   const params = new URLSearchParams();
   if ($("show-features").checked && !numberMode()) params.set("features", "true");
+  if ($("show-why").checked && !numberMode()) params.set("explain", "true");
   if (numberMode()) params.set("number", "true");
   return "/api/predict?" + params.toString();
 }
@@ -264,6 +265,7 @@ function showEmpty() {
   $("confidence").textContent = "";
   $("processed-figure").hidden = true;
   $("processed").src = EMPTY_GIF;
+  showWhy(null);
   $("number").textContent = "write a number";
   $("number").classList.add("empty");
   $("digits").innerHTML = "";
@@ -287,9 +289,18 @@ function showResult(result) {
   }
   $("processed-figure").hidden = !result.processed;
   $("processed").src = result.processed || EMPTY_GIF;
+  showWhy(result.explanation);
   showBars(result.probabilities, result.prediction);
   if (numberMode()) showNumber(result);
   if (result.feature_maps) showFeatures(result.feature_maps);
+}
+
+function showWhy(explanation) {
+  // Grad-CAM from the server: a translucent heat map over the 28x28 picture, "what made it say 7".
+  const why = $("why");
+  why.hidden = !explanation;
+  why.src = explanation ? explanation.heatmap : EMPTY_GIF;
+  $("processed-caption").textContent = explanation ? `what made it say ${explanation.label}` : "what the network sees";
 }
 
 function showNumber(result) {
@@ -415,6 +426,7 @@ function setMode() {
   document.body.classList.toggle("number-mode", number);
   $("number-result").hidden = !number;
   $("features-toggle").hidden = number;  // number mode shows no feature maps: no toggle for them
+  $("why-toggle").hidden = number;
   $("features-card").hidden = number || !$("show-features").checked;
   $("hint").textContent = number ? "write a number here" : "draw a digit here";
   canvas.setAttribute("aria-label", `drawing area: ${number ? "write a number" : "draw one digit"} with the mouse, a pen or a finger`);
@@ -434,6 +446,7 @@ $("clear").addEventListener("click", clearDrawing);
 $("undo").addEventListener("click", undo);
 $("number-mode").addEventListener("change", setMode);
 $("brush").addEventListener("input", () => { ctx.lineWidth = brushWidth(); });
+$("show-why").addEventListener("change", () => { if (state.hasInk) predictNow(); });
 $("show-features").addEventListener("change", () => {
   $("features-card").hidden = !$("show-features").checked;
   if (state.hasInk) predictNow();
