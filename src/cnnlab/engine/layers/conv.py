@@ -46,6 +46,7 @@ from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
 from ..ops.im2col import (ConvGeometry, col2im, grid_to_images, im2col, images_to_grid, same_padding,
                           weight_gradient)
+from ..ops.workspace import scratch
 from .base import Layer, int_pair, positive_int
 
 
@@ -189,10 +190,9 @@ class Conv2D(Layer):
             return self._input_gradient_by_convolution(grad_out, xp)
         # dL/dx = col2im(Wᵀ · δ): the full convolution with the rotated kernels, folded back into images.
         weights = self.params["W"].reshape(self.filters, -1)
-        dcols = self._workspace("dcols", cols.shape, xp)
+        dcols = scratch("dcols", cols.shape, self.dtype, xp)  # shared by the layers: see ops.workspace
         xp.matmul(weights.T, delta, out=dcols)
-        padded = self._workspace("dpadded", geom.padded_shape(n), xp)
-        return col2im(dcols, n, geom, padded=padded)
+        return col2im(dcols, n, geom, padded=scratch("dpadded", geom.padded_shape(n), self.dtype, xp))
 
     def _input_gradient_by_convolution(self, grad_out, xp):
         """dL/dx as the textbook writes it: the deltas, padded with k − 1 − P zeros, correlated with the
@@ -200,7 +200,9 @@ class Conv2D(Layer):
         geom, n = self._transposed_geometry, self._n
         rotated = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, kh, kw)
         rotated = xp.ascontiguousarray(rotated).reshape(rotated.shape[0], -1)
-        padded = self._workspace("delta_padded", geom.padded_shape(n), xp, zeros=True)
-        cols = self._workspace("delta_cols", (geom.window_size, geom.grid_size(n)), xp)
-        cols = im2col(grad_out, geom, out=cols, padded=padded)
+        # shared with the other layers of this thread (ops.workspace); the border must be zero, so we clear it
+        padded = scratch("delta_padded", geom.padded_shape(n), self.dtype, xp)
+        padded.fill(0)
+        cols = im2col(grad_out, geom, out=scratch("delta_cols", (geom.window_size, geom.grid_size(n)), self.dtype, xp),
+                      padded=padded)
         return grid_to_images(rotated @ cols, n, geom)

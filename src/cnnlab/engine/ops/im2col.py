@@ -194,7 +194,8 @@ def col2im(cols, n: int, geom: ConvGeometry, padded=None):
     for i in range(geom.kernel_h):
         for j in range(geom.kernel_w):
             windows[:, i, j] += slabs[:, i, j]
-    return xp.ascontiguousarray(_interior(_images_in_padded(padded, n, geom), geom).transpose(1, 0, 2, 3))
+    # .copy(): always a new array, never a view of ``padded`` (a work array the next call overwrites)
+    return _interior(_images_in_padded(padded, n, geom), geom).transpose(1, 0, 2, 3).copy()
 
 
 def grid_to_images(y, n: int, geom: ConvGeometry, bias=None):
