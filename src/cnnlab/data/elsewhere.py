@@ -40,7 +40,10 @@ _NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
 def torchvision_roots(data_dir=None) -> list[Path]:
     """Folders that may be a torchvision ``root``: the data folder, then ``$CNNLAB_TORCHVISION_ROOT`` or ``./data``."""
     env = os.environ.get(TORCHVISION_ENV)
-    extra = [Path(p).expanduser() for p in env.split(os.pathsep) if p] if env is not None else [Path("data")]
+    if env is None:
+        extra = [Path("data").absolute()]
+    else:  # set, even to "": exactly these folders (the tests set it empty to see none of the machine's)
+        extra = [Path(p).expanduser() for p in env.split(os.pathsep) if p]
     return [data_root(data_dir), *extra]
 
 
