@@ -293,3 +293,17 @@ def test_foreign_folders_searched(data_env, tmp_path, monkeypatch):
         tmp_path / "b" / "FashionMNIST" / "raw", tmp_path / "k" / "datasets" / "fashion-mnist"]
     monkeypatch.delenv("CNNLAB_TORCHVISION_ROOT")
     assert foreign_dirs(registry.EMNIST_LETTERS, tmp_path / "d")[-1] == Path.cwd() / "data" / "EMNIST" / "raw"
+
+
+def test_emnist_loose_files_as_torchvision_leaves_them(tmp_path, data_env, monkeypatch):
+    """torchvision extracts the members and deletes the zip: EMNIST/raw/emnist-*-ubyte, gunzipped."""
+    images, labels = letters(26, 14)
+    raw = tmp_path / "tv" / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "emnist-letters-test-images-idx3-ubyte").write_bytes(encode_idx(images.transpose(0, 2, 1).copy()))
+    (raw / "emnist-letters-test-labels-idx1-ubyte").write_bytes(encode_idx(labels))
+    monkeypatch.setenv("CNNLAB_TORCHVISION_ROOT", str(tmp_path / "tv"))
+    ds = load_dataset("emnist-letters", "test", tmp_path / "empty", download=False)
+    assert ds.source == raw and not ds.verified  # only the whole gzip.zip has a published digest
+    np.testing.assert_array_equal(ds.images[:, 0], images)
+    np.testing.assert_array_equal(ds.labels, labels - 1)
