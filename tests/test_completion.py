@@ -41,7 +41,8 @@ def test_symlinked_startup_file_is_edited_where_it_points(tmp_path, monkeypatch)
 def test_fish_gets_its_own_completions_file(tmp_path):
     path, changed = install_completion("fish", tmp_path)
     assert changed and path == tmp_path / ".config" / "fish" / "completions" / "cnnlab.fish"
-    assert path.read_text().splitlines()[-1] == completion_line("fish") == "_CNNLAB_COMPLETE=fish_source cnnlab | source"
+    assert completion_line("fish") == "_CNNLAB_COMPLETE=fish_source cnnlab | source"
+    assert path.read_text().splitlines()[-1] == completion_line("fish")
 
 
 def test_cli_option_detects_the_shell_or_says_what_it_expected(tmp_path, monkeypatch, capsys):
