@@ -113,8 +113,11 @@ def test_kmnist_offline_is_one_clear_error_without_traceback(data_env, closed_po
     code = cli_main(["data", "download", "kmnist", "--data-dir", str(tmp_path), "--mirror", closed_port_url])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert err.startswith("error: dataset 'kmnist' is not available and could not be downloaded: "
-                          "could not download train-images-idx3-ubyte.gz")
+    first = err.splitlines()[0]  # the whole story on the first line; instructions follow
+    assert first.startswith("error: dataset 'kmnist' is not available and could not be downloaded: "
+                            "could not download train-images-idx3-ubyte.gz: no mirror could be reached (offline?): "
+                            f"{closed_port_url}/kmnist/train-images-idx3-ubyte.gz: ")
+    assert "Connection refused" in first
     assert "http://codh.rois.ac.jp/kmnist/dataset/kmnist/" in err  # where it is published
     assert not (tmp_path / "kmnist").exists() or not any((tmp_path / "kmnist").iterdir())
 

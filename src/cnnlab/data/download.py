@@ -78,6 +78,7 @@ def fetch(
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
+    unreachable = 0  # attempts that got no answer at all (no network, DNS, refused, timeout)
     for url in urls:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         tmp = Path(tmp_name)
@@ -99,12 +100,16 @@ def fetch(
             failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
         except urllib.error.URLError as exc:
             failures.append(f"{url}: {exc.reason}")
+            unreachable += 1
         except (OSError, socket.timeout, http.client.HTTPException) as exc:
             failures.append(f"{url}: {type(exc).__name__}: {exc}")
+            unreachable += isinstance(exc, (socket.timeout, ConnectionError))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-    raise DataError(f"could not download {dest.name}:\n  " + "\n  ".join(failures or ["no mirror to try"]))
+    # One line (it is the first line of the error a user sees): what, why, and every attempt.
+    offline = " no mirror could be reached (offline?):" if failures and unreachable == len(failures) else ""
+    raise DataError(f"could not download {dest.name}:{offline} " + "; ".join(failures or ["no mirror to try"]))
 
 
 def missing_files_message(spec: DatasetSpec, folder: Path, cause: str) -> str:
