@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import re
 import zipfile
 from pathlib import Path
 
@@ -310,3 +311,15 @@ def test_emnist_loose_files_as_torchvision_leaves_them(tmp_path, data_env, monke
     assert ds.source == raw and not ds.verified  # only the whole gzip.zip has a published digest
     np.testing.assert_array_equal(ds.images[:, 0], images)
     np.testing.assert_array_equal(ds.labels, labels - 1)
+
+
+def test_data_info_reports_the_new_sets(fake_kmnist, fake_emnist, capsys):
+    data_dir = fake_kmnist[0]
+    assert cli_main(["data", "info", "kmnist", "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"kmnist: found in {data_dir / 'kmnist'}, verified (SHA-256)")
+    assert "classes (10): o: " in out
+    assert cli_main(["data", "info", "emnist-letters", "--data-dir", str(fake_emnist[0])]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"emnist-letters: found in {fake_emnist[0] / 'emnist'}, verified (SHA-256)")
+    assert re.search(r"train +52 images uint8 \(52, 1, 28, 28\)", out) and "classes (26): a: 2, b: 2" in out
