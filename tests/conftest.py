@@ -31,6 +31,9 @@ def data_env(tmp_path, monkeypatch):
 
     for var in ("CNNLAB_DATA", "CNNLAB_MIRROR"):
         monkeypatch.delenv(var, raising=False)
+    # No copies made by torchvision (./data/MNIST/raw) or Keras (~/.keras) on this machine leak in.
+    monkeypatch.setenv("CNNLAB_TORCHVISION_ROOT", "")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras-home"))
     cache = tmp_path / "xdg-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     verify._memo.clear()

@@ -51,13 +51,20 @@ def test_find_file_accepts_raw_or_gz_and_prefers_raw(tmp_path):
 
 
 def test_registry_names_and_classes():
-    assert set(DATASETS) == {"mnist", "fashion-mnist", "cifar10"}
+    assert set(DATASETS) == {"mnist", "fashion-mnist", "kmnist", "qmnist", "emnist-digits", "emnist-letters",
+                             "cifar10"}
     assert get_spec("mnist").class_names == DIGITS
     assert get_spec("Fashion-MNIST").class_names[9] == "Ankle boot" == FASHION_CLASSES[-1]
     assert get_spec("cifar10").sample_shape == (3, 32, 32)
+    assert get_spec("emnist-letters").class_names[0] == "a" and len(get_spec("emnist-letters").class_names) == 26
     for spec in DATASETS.values():
         assert len(spec.mirrors) >= 1
-        assert all(len(d) == 64 and int(d, 16) >= 0 for d in spec.sha256.values())
+        assert all(len(d) == 64 and int(d, 16) >= 0 for d in [*spec.sha256.values(), *spec.download_sha256.values()])
+        assert all(len(d) == 32 and int(d, 16) >= 0 for d in spec.download_md5.values())
+        # every file that is downloaded has a digest to check it against, never nothing
+        for name in spec.download_names():
+            assert (name.removesuffix(".gz") in spec.sha256 or name in spec.download_sha256
+                    or name == spec.archive and spec.archive_md5), (spec.name, name)
     assert len(get_spec("mnist").mirrors) >= 2  # primary + fallback
 
 
@@ -73,7 +80,8 @@ def test_digests_match_the_shared_sums_files():
 
 
 def test_unknown_dataset_and_split():
-    with pytest.raises(DataError, match=r"unknown dataset 'mnsit'; expected one of: mnist, fashion-mnist, cifar10"):
+    with pytest.raises(DataError, match=r"unknown dataset 'mnsit'; expected one of: mnist, fashion-mnist, kmnist, qmnist, "
+                       r"emnist-digits, emnist-letters, cifar10, folder:PATH"):
         load_dataset("mnsit")
     with pytest.raises(DataError, match=r"no split 'validation'"):
         load_dataset("mnist", "validation")

@@ -16,8 +16,23 @@ from .cli_types import Finite, parse_shape
 from .engine.errors import CnnlabError
 
 
+def _install_completion(ctx, _param, shell) -> None:
+    """``--install-completion [SHELL]``: add click's completion line to the shell's start-up file, exit."""
+    if shell is None or ctx.resilient_parsing:
+        return
+    from .completion import detect_shell, install_completion
+
+    path, changed = install_completion(detect_shell() if shell == "auto" else shell)
+    click.echo(f"{'added' if changed else 'already in'} {path}: cnnlab completion works in new shells"
+               + ("" if changed else " (nothing changed)"))
+    ctx.exit(0)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cnnlab")
+@click.option("--install-completion", type=click.Choice(["auto", "bash", "zsh", "fish"]), is_flag=False,
+              flag_value="auto", expose_value=False, is_eager=True, callback=_install_completion,
+              help="Turn on shell completion (default: the shell of $SHELL) and exit.")
 def cli() -> None:
     """Understand, train, study and use convolutional neural networks."""
 

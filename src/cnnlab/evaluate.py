@@ -91,6 +91,10 @@ class Evaluation:
         lines.append(format_confusion(self.confusion, names))
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """The report as HTML for Jupyter: accuracy, per-class accuracy, a shaded confusion matrix."""
+        return evaluation_html(self)
+
 
 def format_confusion(confusion: np.ndarray, names) -> str:
     """The confusion matrix as an aligned text table with class names on both axes."""
@@ -101,6 +105,42 @@ def format_confusion(confusion: np.ndarray, names) -> str:
     for name, row in zip(labels, confusion):
         rows.append(f"{name:<{head_w}}" + "".join(f"{int(v):>{cell}}" for v in row))
     return "\n".join(rows)
+
+
+_CELL = "padding:2px 6px;border:1px solid #ddd;text-align:right"
+
+
+def evaluation_html(result: Evaluation) -> str:
+    """HTML of an :class:`Evaluation`: a headline, then per-class accuracy and the confusion matrix.
+
+    A cell's shade grows with its share of the true class's samples: green on the diagonal (correct),
+    red off it (the confusions), so the frequent mistakes stand out. Class names are escaped.
+    """
+    from html import escape
+
+    names = [escape(str(c)) for c in result.class_names] or [str(k) for k in range(len(result.per_class))]
+    wrong = result.n - int(np.trace(result.confusion))
+    headline = f"accuracy {result.accuracy:.2%} ({result.n - wrong:,} of {result.n:,} correct, {wrong:,} wrong)"
+    if result.loss is not None:
+        headline += f", loss {result.loss:.4f}"
+    totals = result.confusion.sum(axis=1)
+    header = "".join(f'<th style="{_CELL}">{n}</th>' for n in names)
+    rows = []
+    for t, (name, acc, row) in enumerate(zip(names, result.per_class, result.confusion)):
+        shown = "n/a" if acc is None else f"{acc:.2%}"
+        cells = []
+        for p, count in enumerate(row):
+            share = count / totals[t] if totals[t] else 0.0
+            rgb = "40,160,60" if p == t else "220,50,40"
+            cells.append(f'<td style="{_CELL};background:rgba({rgb},{0.6 * share:.3f})">{int(count)}</td>')
+        rows.append(f'<tr><th style="{_CELL}">{name}</th><td style="{_CELL}">{shown}</td>'
+                    f'<td style="{_CELL}">{int(totals[t]):,}</td>{"".join(cells)}</tr>')
+    return (f'<div class="cnnlab-evaluation"><p><b>{headline}</b></p>'
+            '<table style="border-collapse:collapse;font-family:monospace;font-size:12px">'
+            '<caption style="text-align:left">rows: true class; columns: predicted class</caption>'
+            f'<thead><tr><th style="{_CELL}">class</th><th style="{_CELL}">accuracy</th>'
+            f'<th style="{_CELL}">samples</th>{header}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def evaluate_predictions(labels, predictions, num_classes: int, class_names=(), loss=None) -> Evaluation:

@@ -38,6 +38,7 @@ def _describe_split(ds) -> list[str]:
 def _info_lines(name: str, data_dir) -> tuple[list[str], bool]:
     """The report of one dataset, and whether it is sound (absent counts as sound, unreadable does not)."""
     from ..engine.errors import DataError
+    from .elsewhere import foreign_dirs, keras_datasets_dir
     from .loading import load_dataset, locate
     from .paths import dataset_dirs
     from .registry import FOLDER_PREFIX, get_spec
@@ -53,7 +54,10 @@ def _info_lines(name: str, data_dir) -> tuple[list[str], bool]:
         splits = list(spec.splits)
         found = [locate(spec, s, data_dir) for s in splits]
         if all(f is None for f in found):
-            looked = ", ".join(str(d) for d in dataset_dirs(spec.name, data_dir))
+            places = [*dataset_dirs(spec.folder, data_dir), *foreign_dirs(spec, data_dir)]
+            if spec.keras_npz:
+                places.append(keras_datasets_dir() / spec.keras_npz[0])
+            looked = ", ".join(str(d) for d in places)
             return [f"{spec.name}: not found (looked in {looked}); get it with `cnnlab data download {spec.name}`"], True
         where = ", ".join(sorted({str(f) for f in found if f is not None}))
     loaded, problems = [], []
@@ -80,7 +84,8 @@ def _info_lines(name: str, data_dir) -> tuple[list[str], bool]:
 def info(name: str | None, data_dir: str | None) -> None:
     """Where each dataset was found, verified or not, sizes, shapes and class counts.
 
-    NAME is mnist, fashion-mnist, cifar10 or folder:PATH (default: every named dataset).
+    NAME is mnist, fashion-mnist, kmnist, qmnist, emnist-digits, emnist-letters, cifar10 or folder:PATH
+    (default: every named dataset).
     """
     from .registry import DATASETS
 
@@ -101,7 +106,11 @@ def info(name: str | None, data_dir: str | None) -> None:
 @DATA_DIR_OPTION
 @click.option("--mirror", default=None, help="Base URL(s) to fetch <base>/<name>/<file> from (comma-separated).")
 def download(name: str, data_dir: str | None, mirror: str | None) -> None:
-    """Download dataset NAME (mnist, fashion-mnist, cifar10) into the data folder and verify it."""
+    """Download dataset NAME into the data folder and verify it.
+
+    NAME: mnist, fashion-mnist, kmnist, qmnist, emnist-digits, emnist-letters (one 562 MB archive shared by
+    both EMNIST subsets), cifar10.
+    """
     from .loading import download_dataset
 
     folder = download_dataset(name, data_dir, mirror=mirror)

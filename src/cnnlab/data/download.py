@@ -37,7 +37,7 @@ def mirror_urls(spec: DatasetSpec, mirror: str | Sequence[str] | None = None) ->
     if mirror is None:
         return list(spec.mirrors)
     bases = mirror.split(",") if isinstance(mirror, str) else list(mirror)
-    return [f"{b.strip().rstrip('/')}/{spec.name}" for b in bases if b.strip()]
+    return [f"{b.strip().rstrip('/')}/{spec.folder}" for b in bases if b.strip()]
 
 
 def _stream(url: str, out, timeout: float, progress: bool, label: str) -> int:
@@ -78,6 +78,7 @@ def fetch(
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
+    unreachable = 0  # attempts that got no answer at all (no network, DNS, refused, timeout)
     for url in urls:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         tmp = Path(tmp_name)
@@ -99,27 +100,32 @@ def fetch(
             failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
         except urllib.error.URLError as exc:
             failures.append(f"{url}: {exc.reason}")
+            unreachable += 1
         except (OSError, socket.timeout, http.client.HTTPException) as exc:
             failures.append(f"{url}: {type(exc).__name__}: {exc}")
+            unreachable += isinstance(exc, (socket.timeout, ConnectionError))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-    raise DataError(f"could not download {dest.name}:\n  " + "\n  ".join(failures or ["no mirror to try"]))
+    # One line (it is the first line of the error a user sees): what, why, and every attempt.
+    offline = " no mirror could be reached (offline?):" if failures and unreachable == len(failures) else ""
+    raise DataError(f"could not download {dest.name}:{offline} " + "; ".join(failures or ["no mirror to try"]))
 
 
 def missing_files_message(spec: DatasetSpec, folder: Path, cause: str) -> str:
     """The message of a failed download: what to fetch by hand and where to put it."""
     names = "\n    ".join(spec.download_names())
     where = "\n    ".join(f"{base}/" for base in spec.mirrors)
-    extra = (
-        f"\n  (or the extracted {', '.join(spec.files())} in {folder}/cifar-10-batches-bin/)"
-        if spec.archive
-        else "\n  (gzip-compressed or not; names without .gz work too)"
-    )
+    if spec.kind == "cifar":
+        extra = f"\n  (or the extracted {', '.join(spec.files())} in {folder}/cifar-10-batches-bin/)"
+    elif spec.kind == "idx-zip":
+        extra = f"\n  (kept whole, not extracted; or the members {spec.member_prefix}{spec.files()[0]}.gz ... loose)"
+    else:
+        extra = "\n  (gzip-compressed or not; names without .gz work too)"
     return (
         f"dataset {spec.name!r} is not available and could not be downloaded: {cause}\n"
         f"Put these files in {folder}/:\n    {names}{extra}\n"
         f"They are published at:\n    {where}\n"
         "Or point --data-dir / CNNLAB_DATA at a folder holding them in a sub-folder named "
-        f"{spec.name!r}, or CNNLAB_MIRROR at a server that has them."
+        f"{spec.folder!r}, or CNNLAB_MIRROR at a server that has them."
     )

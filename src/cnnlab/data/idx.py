@@ -43,19 +43,31 @@ _CODES = {dt.newbyteorder("=").str: code for code, dt in IDX_DTYPES.items()}
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_payload(path: str | os.PathLike) -> bytes:
-    """The file's bytes, gunzipped when the file is gzip (detected from its first two bytes)."""
+def read_raw(path: str | os.PathLike) -> bytes:
+    """The file's bytes as stored (compressed or not); a :class:`DataError` when it cannot be read."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+def decode_payload(raw: bytes, source: str | os.PathLike = "<bytes>") -> bytes:
+    """``raw`` gunzipped when it is gzip (detected from its first two bytes), else ``raw`` itself.
+
+    ``source`` names the file (or archive member) in error messages.
+    """
     if raw[:2] != GZIP_MAGIC:
         return raw
     try:
-        return _gunzip_bounded(raw, path)
+        return _gunzip_bounded(raw, source)
     except (EOFError, OSError, zlib.error) as exc:
-        raise DataError(f"{path}: damaged gzip data ({exc}); delete the file and download it again") from exc
+        raise DataError(f"{source}: damaged gzip data ({exc}); delete the file and download it again") from exc
+
+
+def read_payload(path: str | os.PathLike) -> bytes:
+    """The file's bytes, gunzipped when the file is gzip (detected from its first two bytes)."""
+    return decode_payload(read_raw(path), Path(path))
 
 
 #: The most an IDX payload may inflate to when its own header cannot bound it (EMNIST's largest is 640 MB).
@@ -75,7 +87,7 @@ def _announced_size(head: bytes) -> int | None:
     return header_size + int(np.prod(dims, dtype=np.float64)) * IDX_DTYPES[head[2]].itemsize
 
 
-def _gunzip_bounded(raw: bytes, path: Path) -> bytes:
+def _gunzip_bounded(raw: bytes, path) -> bytes:
     """Inflate gzip ``raw`` block by block, refusing to produce more than the IDX header announces.
 
     A 3 MB "zip bomb" that inflates to gigabytes is stopped after at most one block past the announced
@@ -185,10 +197,12 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     return path
 
 
-def check_pair(images: np.ndarray, labels: np.ndarray, num_classes: int, images_src, labels_src) -> None:
+def check_pair(images: np.ndarray, labels: np.ndarray, num_classes: int, images_src, labels_src,
+               first_label: int = 0) -> None:
     """Check that an image file and a label file belong together.
 
-    ``images`` must be ``(N, H, W)`` uint8 and ``labels`` ``(N,)`` with values in ``[0, num_classes)``.
+    ``images`` must be ``(N, H, W)`` uint8 and ``labels`` ``(N,)`` with values in
+    ``[first_label, first_label + num_classes)`` (EMNIST letters count from 1).
     """
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{images_src}: expected uint8 images of rank 3 (N, H, W), got {images.dtype} {images.shape}")
@@ -199,9 +213,10 @@ def check_pair(images: np.ndarray, labels: np.ndarray, num_classes: int, images_
             f"image and label counts differ: {images_src} has {len(images)} images, "
             f"{labels_src} has {len(labels)} labels"
         )
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)]
+    last = first_label + num_classes - 1
+    if labels.size and (labels.min() < first_label or labels.max() > last):
+        bad = labels[(labels < first_label) | (labels > last)]
         raise DataError(
-            f"{labels_src}: label {int(bad[0])} out of range; expected 0..{num_classes - 1} "
+            f"{labels_src}: label {int(bad[0])} out of range; expected {first_label}..{last} "
             f"({bad.size} labels out of range)"
         )

@@ -46,9 +46,14 @@ def dataset_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[P
     return [data_root(data_dir) / name, *SYSTEM_DIRS.get(name, ())]
 
 
-def find_file(folder: Path, filename: str) -> Path | None:
-    """``folder/filename``, accepting either the raw name or the name with ``.gz`` (raw preferred)."""
-    for candidate in (folder / filename, folder / f"{filename}.gz"):
+def find_file(folder: Path, filename: str, prefer_gz: bool = False) -> Path | None:
+    """``folder/filename``, accepting either the raw name or the name with ``.gz``.
+
+    The raw file is preferred, unless ``prefer_gz``: for datasets whose only published digests are those
+    of the ``.gz`` files, the ``.gz`` is the copy that can be verified.
+    """
+    names = (f"{filename}.gz", filename) if prefer_gz else (filename, f"{filename}.gz")
+    for candidate in (folder / n for n in names):
         if candidate.is_file():
             return candidate
     return None

@@ -253,6 +253,12 @@ class Sequential:
             f"Non-trainable (running statistics): {buffers:,}",
         ])
 
+    def _repr_html_(self) -> str:
+        """The summary as an HTML table (Jupyter shows it for a model at the end of a cell)."""
+        from .summary import summary_html
+
+        return summary_html(self)
+
     # -- the workflow, as methods (thin wrappers, so a notebook reads like Keras) ---------------------
     # These two are the engine's only imports from above it (the import contract allows exactly them).
     # Saving is a free function, cnnlab.save_model(model, path): model files are io's business.

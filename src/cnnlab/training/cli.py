@@ -35,7 +35,8 @@ def _split_value(text: str | None):
 @click.option("--activation", help="Activation of the preset's hidden layers: relu, tanh, sigmoid, elu, leaky-relu.")
 @click.option("--pooling", help="Pooling of the preset: max or avg.")
 @click.option("--init", help="Weight initializer: default (1/sqrt(n_in)), large, glorot, he, uniform.")
-@click.option("--dataset", help="mnist, fashion-mnist, cifar10 or folder:PATH.  [mnist]")
+@click.option("--dataset", help="mnist, fashion-mnist, kmnist, qmnist, emnist-digits, emnist-letters, cifar10 "
+                                "or folder:PATH.  [mnist]")
 @click.option("--data-dir", help="Data folder (default: $CNNLAB_DATA, else ~/.cache/cnnlab).")
 @click.option("--epochs", type=int, help="Number of epochs.  [10]")
 @click.option("--batch-size", type=int, help="Mini-batch size.  [100]")
@@ -69,8 +70,12 @@ def _split_value(text: str | None):
 @click.option("--early-stop", type=int, help="Stop after N epochs without better validation accuracy.")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar per epoch.")
 @click.option("--test/--no-test", default=None, help="Evaluate on the test set at the end.  [test]")
+@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False),
+              help="Also log metrics and weight histograms as TensorBoard events in this folder "
+                   "(needs tensorboardX: pip install 'cnnlab[tensorboard]').")
 @click.pass_context
-def train(ctx, config_file, resume, train_cost, train_accuracy, val_cost, val_accuracy, val_split, **options):
+def train(ctx, config_file, resume, train_cost, train_accuracy, val_cost, val_accuracy, val_split, tensorboard_dir,
+          **options):
     """Train a network and keep everything in a run folder.
 
     \b
@@ -79,9 +84,16 @@ def train(ctx, config_file, resume, train_cost, train_accuracy, val_cost, val_ac
       cnnlab train --arch mlp:784-30-10 --loss quadratic --optimizer sgd --lr 3 --batch-size 10 --epochs 30
       cnnlab train --config runs.toml --epochs 2
       cnnlab train --resume runs/lenet5-mnist-20240501-120000 --epochs 20
+      cnnlab train --epochs 5 --tensorboard tb/lenet5   (then: tensorboard --logdir tb)
     """
     from .config import TrainConfig
     from .runs import RESUME_OPTIONS, train_run
+
+    callbacks = []
+    if tensorboard_dir:  # a logger beside metrics.csv, not a training option: allowed with --resume too
+        from .tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(tensorboard_dir))
 
     monitors = {k: v for k, v in dict(train_cost=train_cost, train_accuracy=train_accuracy, val_cost=val_cost,
                                        val_accuracy=val_accuracy).items() if v is not None}
@@ -98,7 +110,8 @@ def train(ctx, config_file, resume, train_cost, train_accuracy, val_cost, val_ac
     if monitors:
         options["monitors"] = {**config.monitors, **monitors}
     config = config.replace(**options)
-    run, history, _ = train_run(config if not resume else _resume_changes(options), resume=resume, echo=click.echo)
+    run, history, _ = train_run(config if not resume else _resume_changes(options), resume=resume, echo=click.echo,
+                                callbacks=callbacks)
     click.echo(f"done ({history.stop_reason}, {history.epochs_done} epochs): everything is in {run.path}")
     if history.stop_reason == "interrupted":
         ctx.exit(130)
