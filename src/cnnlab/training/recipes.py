@@ -26,6 +26,11 @@ def load_data(config, echo=print):
     return train, val, full.class_names
 
 
+#: Datasets made the way MNIST was (NIST's pipeline: light ink on dark, cropped, centred by mass in 28x28):
+#: a model trained on them reads pictures with the digit pipeline (cnnlab.preprocess).
+DIGIT_STYLE = ("mnist", "fashion-mnist", "qmnist", "kmnist", "emnist-digits", "emnist-letters")
+
+
 def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) -> dict:
     """The preprocessing description stored in the model file (what ``predict`` must do to a picture).
 
@@ -35,7 +40,7 @@ def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) ->
     """
     from ..data.normalize import MNIST_PREPROCESSING
 
-    if dataset_name.lower() in ("mnist", "fashion-mnist"):
+    if dataset_name.lower() in DIGIT_STYLE:
         pre = dict(MNIST_PREPROCESSING)
     else:
         c, h, w = sample_shape  # the same scaling (÷255), pictures taken as they are
