@@ -187,7 +187,7 @@ def test_normalize_scales_standardises_and_flattens():
 def test_mlp_learns_real_mnist_subset():
     from cnnlab.data.loading import load_dataset
 
-    folder = os.environ.get("CNNLAB_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets"))
+    folder = os.environ.get("CNNLAB_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "datasets"))
     if not os.path.isfile(os.path.join(folder, "mnist", "t10k-images-idx3-ubyte.gz")):
         pytest.skip("MNIST files not found (set CNNLAB_DATA)")
     test = load_dataset("mnist", "test", folder, download=False, progress=False)

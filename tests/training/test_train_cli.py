@@ -9,7 +9,7 @@ import pytest
 from cnnlab.cli import cli, main
 from cnnlab.training.cli import evaluate, train
 
-DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
 pytestmark = [
     pytest.mark.data,
     pytest.mark.skipif(not (DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file(),

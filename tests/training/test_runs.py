@@ -20,7 +20,7 @@ from cnnlab.training.recipes import load_data
 from cnnlab.training.runs import RunFolder, train_run
 from cnnlab.training.callbacks import Callback
 
-DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATA = Path(os.environ.get("CNNLAB_DATA", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
 pytestmark = [
     pytest.mark.data,
     pytest.mark.skipif(not (DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file(),

@@ -27,7 +27,7 @@ def mnist_test_files() -> tuple:
     value = os.environ.get("CNNLAB_DATA", "")
     root = Path(value).expanduser() if value else None
     if root is not None and not root.is_absolute() and not root.exists():
-        root = Path(__file__).resolve().parents[1] / root
+        root = Path(__file__).resolve().parents[2] / root
     names = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
     paths = tuple(root / "mnist" / n for n in names) if root else ()
     if not paths or not all(p.is_file() for p in paths):

@@ -30,7 +30,7 @@ import uvicorn  # noqa: E402
 from cnnlab.serve import create_app  # noqa: E402
 from test_serve_api import TemplateModel, draw_digits  # noqa: E402
 
-AXE = Path(__file__).parent / "fixtures" / "axe.min.js"
+AXE = Path(__file__).parents[1] / "fixtures" / "axe.min.js"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
