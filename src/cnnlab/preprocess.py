@@ -98,17 +98,23 @@ def check_dimensions(size: tuple[int, int]) -> None:
         )
 
 
-def load_image(source) -> Image.Image:
-    """Read a picture (path, bytes, file object or PIL image) as a gray ``"L"`` image.
+def load_image(source, mode: str = "L", max_side: int | None = None) -> Image.Image:
+    """Read a picture (path, bytes, file object or PIL image) as a gray ``"L"`` (or ``mode``) image.
 
     Animated GIF/WebP: the first frame. Transparency is composited on white, the way it looks on a page
     (a digit drawn on a transparent canvas is dark ink on "paper"). The dimensions are checked against
-    :data:`MAX_IMAGE_PIXELS` / :data:`MAX_IMAGE_SIDE` before the pixels are decoded.
+    :data:`MAX_IMAGE_PIXELS` / :data:`MAX_IMAGE_SIDE` before the pixels are decoded. With ``max_side``,
+    a JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, done inside the decoder: a 12-megapixel
+    photo then costs a few milliseconds) that still leaves at least ``max_side / 1.5`` pixels on its long side.
     """
     opened = image = _open(source)
     check_dimensions(image.size)
     try:
         image.seek(0)
+        # (only on a file we opened ourselves: a caller's PIL image is never changed in place)
+        if max_side and opened is not source and image.format == "JPEG" and max(image.size) > 2 * max_side:
+            factor = 1.5 * max(image.size) / max_side  # 4000 px -> 1/8 = 500 px, no resize needed after
+            image.draft("RGB" if mode == "RGB" else "L", (int(image.width / factor), int(image.height / factor)))
         image.load()
         image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -120,8 +126,8 @@ def load_image(source) -> Image.Image:
             values = np.asarray(image, dtype=np.float64)
             low, high = float(values.min()), float(values.max())
             scale = 255.0 / (high - low) if high > low else 0.0
-            return Image.fromarray(((values - low) * scale).astype(np.uint8))
-        return image.convert("L")
+            return Image.fromarray(((values - low) * scale).astype(np.uint8)).convert(mode)
+        return image.convert(mode)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -350,27 +356,66 @@ def centre_by_mass(digit: np.ndarray, field: int = FIELD) -> np.ndarray:
     return out
 
 
-def digit_from_ink(ink: np.ndarray) -> np.ndarray:
-    """Clean ink ``(H, W)`` (background 0) of one digit -> MNIST-like ``(28, 28)`` float32."""
+def digit_from_ink(ink: np.ndarray, stages: dict | None = None) -> np.ndarray:
+    """Clean ink ``(H, W)`` (background 0) of one digit -> MNIST-like ``(28, 28)`` float32.
+
+    ``stages``, when given, receives the 20x20 box and the final 28x28 picture.
+    """
     crop = crop_to_ink(ink)
     crop = shrink_large(crop)
     crop = thicken_strokes(crop)
     crop = crop_to_ink(crop)
-    return centre_by_mass(fit_in_box(crop))
+    boxed = fit_in_box(crop)
+    digit = centre_by_mass(boxed)
+    if stages is not None:
+        stages.update({"20x20": boxed, "28x28": digit})
+    return digit
 
 
-def prepare_digit(image) -> np.ndarray:
+def as_picture(image) -> Image.Image:
+    """What :func:`prepare_digit` accepts -> a PIL picture (RGB kept: colour helps to tell a printed
+    ruling from a pen). Big JPEGs are decoded at a reduced scale (see :func:`load_image`)."""
+    from .paper import WORK_SIDE
+
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            return load_image(Image.fromarray(_as_uint8(image)), mode="RGB")
+        return Image.fromarray(_as_uint8(to_gray(image)))
+    return load_image(image, mode="RGB", max_side=WORK_SIDE)
+
+
+MIN_MARK_PIXELS = 5  # a mark smaller than this (at the working size) is a speck, not a digit
+
+
+def prepare_digit(image, *, single: bool = True, stages: dict | None = None) -> np.ndarray:
     """Any picture of one digit -> float32 ``(28, 28)`` in ``[0, 1]``, light on dark, MNIST-style.
 
-    ``image`` may be a path, bytes, a PIL image or an array (see :func:`to_gray`). Raises
-    :class:`NoDigitError` on a blank picture and :class:`ImageError` on an unreadable one.
+    ``image`` may be a path, bytes, a PIL image or an array (see :func:`to_gray`). The written mark is
+    found first (:func:`cnnlab.paper.find_mark`: illumination flattened, rulings removed, the mark's
+    components chosen), checked to be shaped like one digit (:func:`cnnlab.reject.check_mark`; with
+    ``single=False``, number mode, several digits are fine), then cropped, stroke-normalized, fitted in
+    20x20 and centred by mass in 28x28. Pass a dict as ``stages`` to receive the intermediate pictures
+    (name -> array in 0..1) that ``cnnlab predict --show`` draws.
+
+    Raises :class:`NoDigitError` on a blank picture (:class:`cnnlab.reject.NotADigitError` on a mark
+    that is not a digit) and :class:`ImageError` on an unreadable one.
     """
-    ink = to_ink(to_gray(image))
-    mask = ink_mask(ink)
-    # Only the region around the ink matters from here on; cropping now makes the rest cheaper.
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    from .paper import find_mark
+    from .reject import check_mark
+
+    sheet = find_mark(as_picture(image))
+    if stages is not None:
+        stages.update(sheet.stages)
+    if not sheet.chosen or int(sheet.mask.sum()) < MIN_MARK_PIXELS:
+        raise NoDigitError("no digit found: the picture is blank (no ink darker than the paper around it)")
+    contrast = float(sheet.ink[sheet.mask].max())
+    if contrast < MIN_CONTRAST:
+        raise NoDigitError(f"no digit found: ink and background differ by only {contrast:.2f} (need {MIN_CONTRAST})")
+    check_mark(sheet.mask, sheet.labels, sheet.chosen, single=single)
+    # Only the region around the mark matters from here on; cropping now makes the rest cheaper.
+    rows, cols = np.flatnonzero(sheet.mask.any(axis=1)), np.flatnonzero(sheet.mask.any(axis=0))
     region = np.s_[max(rows[0] - 1, 0) : rows[-1] + 2, max(cols[0] - 1, 0) : cols[-1] + 2]
-    return digit_from_ink(clean_ink(ink[region], mask[region]))
+    return digit_from_ink(clean_ink(sheet.ink[region], sheet.mask[region]), stages)
 
 
 def as_batch(digits) -> np.ndarray:

@@ -14,7 +14,9 @@ import threading
 import numpy as np
 
 from ..data.normalize import normalize
+from ..paper import WORK_SIDE
 from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
+from ..reject import calibration_for, judge
 from ..segment import read_number
 
 NO_DIGIT_MESSAGE = "no digit found"
@@ -64,6 +66,7 @@ class Recognizer:
         self.model = model
         self.top_k = top_k
         self.lock = threading.Lock()
+        self.calibration = calibration_for(model)  # temperature and "not a digit" threshold, if calibrated
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """``(N, 28, 28)`` prepared digits -> ``(N, K)`` probabilities."""
@@ -78,9 +81,14 @@ class Recognizer:
         :class:`~cnnlab.preprocess.ImageError`.
         """
         k = self.top_k if k is None else k
-        picture = load_image(picture)  # decoded once, even when number mode reads it a second time
+        # Decoded once, in colour (it tells printed rulings from ink); big JPEGs at a reduced scale,
+        # except in number mode, whose digit boxes are in the picture's own pixels.
+        picture = load_image(picture, mode="RGB", max_side=None if number else WORK_SIDE)
         try:
-            digit = prepare_digit(picture)
+            digit = prepare_digit(picture, single=not number)
+            p, doubt = judge(self.probabilities(digit[None])[0], self.calibration)
+            if doubt is not None and not number:
+                raise NoDigitError(doubt)
         except NoDigitError as exc:
             result = {"prediction": None, "top_k": [], "probabilities": None, "processed": None, "message": str(exc)}
             if number:
@@ -88,7 +96,6 @@ class Recognizer:
             if features:
                 result["feature_maps"] = []
             return result
-        p = self.probabilities(digit[None])[0]
         result = {
             "prediction": int(p.argmax()),
             "top_k": top_k(p, k),

@@ -110,8 +110,9 @@ def stroke_half_width(mask: np.ndarray, inside: np.ndarray) -> float:
     return float(np.median(inside[ridge])) if ridge.any() else 1.0
 
 
-def pen_alpha(mark: np.ndarray, height_px: int, pen_px: float) -> np.ndarray:
-    """A mark ``(h, w)`` (1 = ink, any resolution) -> pen coverage ``(H, W)`` in 0..1, ``height_px`` tall.
+def pen_alpha(mark: np.ndarray, height_px: int, pen_px: float, longest: bool = False) -> np.ndarray:
+    """A mark ``(h, w)`` (1 = ink, any resolution) -> pen coverage ``(H, W)`` in 0..1, ``height_px`` tall
+    (with ``longest``: ``height_px`` on its longer side, for a line or a scribble that may lie flat).
 
     The mark is enlarged smoothly (bicubic, then a blur that hides MNIST's pixels), and its strokes are
     made ``pen_px`` wide: the signed distance to the stroke's edge is shifted so the outline moves
@@ -120,9 +121,9 @@ def pen_alpha(mark: np.ndarray, height_px: int, pen_px: float) -> np.ndarray:
     """
     rows, cols = np.flatnonzero(mark.max(axis=1) > 0.2), np.flatnonzero(mark.max(axis=0) > 0.2)
     mark = mark[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    scale = height_px / mark.shape[0]
-    width_px = max(1, round(mark.shape[1] * scale))
-    big = Image.fromarray(np.ascontiguousarray(mark, np.float32)).resize((width_px, height_px), Image.Resampling.BICUBIC)
+    scale = height_px / (max(mark.shape) if longest else mark.shape[0])
+    size = (max(1, round(mark.shape[1] * scale)), max(1, round(mark.shape[0] * scale)))
+    big = Image.fromarray(np.ascontiguousarray(mark, np.float32)).resize(size, Image.Resampling.BICUBIC)
     pad = int(pen_px) + 4
     big = ndimage.gaussian_filter(np.pad(np.asarray(big, np.float32), pad), sigma=max(scale * 0.4, 0.5))
     mask = big > 0.4 * float(big.max())
@@ -332,9 +333,10 @@ def non_digit_photo(kind: str, seed: int, digits: np.ndarray | None = None) -> b
         mark = makers[kind](rng)
         height = digit_height(rng)
     pen = random_pen(rng, height, ink)
-    alpha = pen_alpha(mark, height, pen)
+    longest = kind != "several-digits"  # a number is sized by its digits' height, other marks by their extent
+    alpha = pen_alpha(mark, height, pen, longest)
     if alpha.shape[1] > 0.9 * PHOTO_SIZE[0]:  # a long number: written smaller so that it fits the sheet
-        alpha = pen_alpha(mark, int(height * 0.85 * PHOTO_SIZE[0] / alpha.shape[1]), pen)
+        alpha = pen_alpha(mark, int(height * 0.85 * PHOTO_SIZE[0] / alpha.shape[1]), pen, longest)
     return photograph([(alpha, place(alpha, rng))], rng, paper, ink)
 
 

@@ -1,0 +1,197 @@
+"""Is it a digit at all? "Not a digit" instead of a confident guess.
+
+A network trained on MNIST answers one of ten digits for *any* input: random noise, a slanted line or
+a scribble get a digit, often at high confidence. Two kinds of evidence stop that:
+
+1. **the mark's shape**, measured before the network runs (:func:`check_mark`, on the mask that
+   :mod:`cnnlab.paper` chose): ink all over the picture (noise); one straight stroke far from vertical
+   (a line: a vertical one is a fair "1"); more closed loops than any digit has (a scribble; an "8" has
+   two); several marks side by side, each as tall as a digit (a number, in single-digit mode);
+2. **the model's own evidence** (:func:`judge`): the temperature-scaled top probability below a
+   threshold chosen on held-out MNIST digits (``scripts/calibrate_recognition.py``), so that only a
+   stated small share of real digits is turned away.
+
+Both raise or return the same kind of answer: ``prediction: null`` with a one-line ``message`` that says
+what was seen and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from .preprocess import NoDigitError
+
+NOISE_COVERAGE = 0.5  # ink over half of the picture: noise or a texture, not a written mark; or ...
+NOISE_PIECES = 12  # ... more than 12 pieces of ink at least RIVAL_FRACTION as big as the biggest
+RIVAL_FRACTION = 0.2
+LINE_ELONGATION = 0.13  # thickness / length below this: a straight stroke ...
+LINE_MIN_TILT = 30.0  # ... at least this many degrees from vertical (a "1" leans less)
+MAX_LOOPS = 3  # closed loops bigger than a pinhole: an "8" has 2, a sloppy "8" 3
+MIN_LOOP_FRACTION = 0.004  # a loop smaller than this share of the mark's box is a pinhole in the ink
+SEVERAL_HEIGHT = 0.55  # a second group at least this tall (relative) beside the first: several digits
+WIDE_MARK = 1.7  # one mark wider than 1.7x its height: digits written touching each other
+CALIBRATION_SUFFIX = ".calibration.json"
+
+
+class NotADigitError(NoDigitError):
+    """The picture holds a mark, but not one digit (noise, a line, a scribble, several digits, ...)."""
+
+
+# -- 1. the shape of the mark ---------------------------------------------------------------------------------
+def elongation_and_tilt(mask: np.ndarray) -> tuple[float, float]:
+    """(thickness / length, degrees between the long axis and vertical) of the mask's pixels.
+
+    The principal axes of the pixel coordinates: for a stroke of length L and width w the variances are
+    L^2/12 and w^2/12, so the square root of their ratio is w/L.
+    """
+    ys, xs = np.nonzero(mask)
+    if ys.size < 3:
+        return 1.0, 0.0
+    cov = np.cov(np.stack([ys, xs]).astype(np.float64))
+    values, vectors = np.linalg.eigh(cov)
+    elongation = float(np.sqrt(max(values[0], 0.0) / max(values[1], 1e-9)))
+    dy, dx = vectors[:, 1]
+    tilt = float(np.degrees(np.arctan2(abs(dx), abs(dy))))
+    return elongation, tilt
+
+
+def count_loops(mask: np.ndarray) -> int:
+    """Closed loops of ink (holes in the mask) bigger than a pinhole (:data:`MIN_LOOP_FRACTION`)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    holes = ndimage.binary_fill_holes(box) & ~box
+    labels, count = ndimage.label(holes)
+    if count == 0:
+        return 0
+    sizes = np.bincount(labels.ravel())[1:]
+    return int((sizes >= max(3, MIN_LOOP_FRACTION * box.size)).sum())
+
+
+def digit_groups(labels: np.ndarray, chosen: list[int]) -> list:
+    """The chosen components grouped the way :mod:`cnnlab.segment` groups a number's digits."""
+    from .segment import Piece, attach_fragments, merge_broken_strokes
+
+    pieces = []
+    for k in chosen:
+        rows, cols = ndimage.find_objects((labels == k).astype(np.int32))[0]
+        pieces.append(Piece([k], cols.start, cols.stop, rows.start, rows.stop))
+    return attach_fragments(merge_broken_strokes(pieces))
+
+
+def check_mark(mask: np.ndarray, labels: np.ndarray, chosen: list[int], single: bool = True) -> None:
+    """Raise :class:`NotADigitError` when the chosen mark is not shaped like one digit.
+
+    ``mask`` (h, w) is the chosen mark, ``labels`` the labelled ink of the whole picture and ``chosen``
+    the labels that make up the mark. With ``single=False`` (number mode) several digits are fine.
+    """
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    # Noise makes many pieces as big as the "mark" it picked; a grid's leftover crossings are specks.
+    rivals = int((sizes >= RIVAL_FRACTION * sizes[chosen].max()).sum())
+    coverage = float((labels > 0).mean())
+    if coverage > NOISE_COVERAGE or rivals > NOISE_PIECES:
+        raise NotADigitError(f"not a digit: {rivals} pieces of ink as big as the largest cover {coverage:.0%} of "
+                             "the picture, which looks like noise or a texture; expected one written digit on a "
+                             "plain background")
+    if single:
+        groups = digit_groups(labels, chosen)
+        tallest = max(g.height for g in groups)
+        tall = [g for g in groups if g.height >= SEVERAL_HEIGHT * tallest]
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+        if len(tall) > 1 or width > WIDE_MARK * height and elongation_and_tilt(mask)[0] > LINE_ELONGATION:
+            count = f"{len(tall)} marks" if len(tall) > 1 else "a mark as wide as several digits"
+            raise NotADigitError(f"not a digit: {count} side by side; expected one digit (read a whole "
+                                 "number with --number, or number mode on the page)")
+    elongation, tilt = elongation_and_tilt(mask)
+    if elongation < LINE_ELONGATION and tilt > LINE_MIN_TILT:
+        raise NotADigitError(f"not a digit: a straight line {tilt:.0f} degrees from vertical; expected a digit "
+                             f"(a '1' leans at most {LINE_MIN_TILT:.0f} degrees)")
+    loops = count_loops(mask)
+    if loops > MAX_LOOPS:
+        raise NotADigitError(f"not a digit: a scribble with {loops} closed loops; expected a digit (an '8' "
+                             f"has 2)")
+
+
+# -- 2. the model's own evidence ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Calibration:
+    """How to read a model's probabilities: ``temperature`` divides the logits (log-probabilities) before
+    the softmax; an answer whose scaled top probability is below ``min_confidence`` is "not a digit"."""
+
+    temperature: float = 1.0
+    min_confidence: float = 0.0
+    weights_sha256: str = ""
+    note: str = ""
+
+    def scale(self, probabilities: np.ndarray) -> np.ndarray:
+        """``(N, K)`` probabilities -> temperature-scaled probabilities (same argmax)."""
+        logits = np.log(np.clip(np.asarray(probabilities, np.float64), 1e-30, None)) / self.temperature
+        logits -= logits.max(axis=-1, keepdims=True)
+        scaled = np.exp(logits)
+        return scaled / scaled.sum(axis=-1, keepdims=True)
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 of a model's weights (names, shapes and bytes, in order): ties a calibration to them."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        array = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+        digest.update(name.encode())
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def bundled_calibration_path() -> Path:
+    from .io import BUNDLED_MODEL
+
+    return Path(str(resources.files("cnnlab") / "models")) / (Path(BUNDLED_MODEL).stem + CALIBRATION_SUFFIX)
+
+
+def read_calibration(path: Path) -> Calibration:
+    data = json.loads(Path(path).read_text())
+    return Calibration(float(data["temperature"]), float(data["min_confidence"]), str(data.get("weights_sha256", "")),
+                       str(data.get("note", "")))
+
+
+def calibration_for(model) -> Calibration:
+    """The calibration stored for this model's weights, or none (T = 1, no threshold).
+
+    A calibration is found in the model's metadata (``info["calibration"]``) or, for the bundled model,
+    in the JSON file beside it; either way it only applies if its weight fingerprint matches, so a
+    retrained or replaced model is never judged with another model's threshold.
+    """
+    info = getattr(model, "info", None) or {}
+    stored = info.get("calibration")
+    if isinstance(stored, dict):
+        candidate = Calibration(float(stored["temperature"]), float(stored["min_confidence"]),
+                                str(stored.get("weights_sha256", "")))
+    else:
+        path = bundled_calibration_path()
+        if not path.is_file():
+            return Calibration()
+        candidate = read_calibration(path)
+    if candidate.weights_sha256 and candidate.weights_sha256 != weights_fingerprint(model):
+        return Calibration()
+    return candidate
+
+
+def judge(probabilities: np.ndarray, calibration: Calibration) -> tuple[np.ndarray, str | None]:
+    """One picture's ``(K,)`` probabilities -> (calibrated probabilities, message or ``None``).
+
+    The message is set when the calibrated top probability is under the calibration's threshold.
+    """
+    scaled = calibration.scale(np.asarray(probabilities)[None])[0]
+    top = float(scaled.max())
+    if top < calibration.min_confidence:
+        return scaled, (f"not a digit: the network is unsure ({top:.0%} for {int(scaled.argmax())}, below the "
+                        f"{calibration.min_confidence:.0%} that 99.5% of real digits reach)")
+    return scaled, None
