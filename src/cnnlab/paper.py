@@ -33,6 +33,8 @@ import numpy as np
 from PIL import Image, ImageChops
 from scipy import ndimage
 
+from .preprocess import ink_mask, to_ink
+
 WORK_SIDE = 512  # photos are processed with their long side at most this (a digit 10% of the short side is ~38 px)
 SMALL_PICTURE = 64  # up to this size a picture is a crop or a drawing: no illumination to flatten
 CLOSING_FRACTION = 1 / 6  # the paper's brightness is estimated over windows this fraction of the short side
@@ -45,7 +47,7 @@ SPECK_FRACTION = 0.02  # components with less than 2% of the main mark's ink are
 NEAR_FRACTION = 0.35  # strokes within this fraction of the mark's size around it belong to it
 LIGHT_INK_EVIDENCE = 3.0  # light strokes must stand out 3x more than dark ones to be taken for the ink
 POLARITY_STEP = 0.1  # departures from the local background smaller than this are paper texture or noise
-MAX_COVERAGE = 0.05  # a threshold letting ink over 5% of the frame (after rulings) caught the grid or shading
+MAX_COVERAGE = 0.05  # ink touching the frame over 5% of the picture (after rulings): the grid or shading got in
 RULING_FRACTION = 0.7  # a printed line spans at least this fraction of the frame (a digit's bar: far less)
 LINE_RUN_FRACTION = 0.06  # ... and is made of straight runs at least this fraction of the frame long
 
@@ -162,14 +164,15 @@ def long_lines(mask: np.ndarray, axis: int) -> np.ndarray:
     :data:`RULING_FRACTION` of the frame: the rulings and grid lines, not a digit's bar.
 
     Searched on a copy pooled 2x2 (any ink in the block; 4x less work) and dilated by 3 pixels across
-    the lines, so a line the camera tilted still holds straight runs :data:`LINE_RUN_FRACTION` of the
+    the lines (and along them, to bridge the gaps of a faint line), so a line the camera tilted still holds straight runs :data:`LINE_RUN_FRACTION` of the
     frame long (an opening with a line element keeps exactly those runs); the runs of one line overlap
     and label as one piece, whose extent is measured.
     """
     height, width = mask.shape
     pooled = np.asarray(Image.fromarray(mask.view(np.uint8) * 255).reduce(2)) > 0
     across = 1 - axis
-    band = ndimage.maximum_filter1d(pooled.view(np.uint8), 3, axis=across).astype(bool)
+    band = ndimage.maximum_filter1d(pooled.view(np.uint8), 3, axis=across)
+    band = ndimage.maximum_filter1d(band, 3, axis=axis).astype(bool)  # bridge the gaps of a faint line
     runs = opening_1d(band, max(5, int(LINE_RUN_FRACTION * pooled.shape[axis])), axis)
     labels, count = ndimage.label(runs, structure=np.ones((3, 3)))
     if count == 0:
@@ -229,13 +232,32 @@ def mark_components(ink: np.ndarray) -> tuple[np.ndarray, int, float]:
     threshold = median + max(NOISE_SIGMAS * sigma, MIN_INK_STEP)
     # Where a faint grid or a shadow's edge still passes the threshold, it covers much of the frame and
     # swallows the digit it touches: raise the threshold step by step (a pen is darker than a grid).
+    # A solid dark region (the desk, a deep shadow) does not shrink at a higher threshold: then the
+    # lower threshold is kept, since the pencil needs it.
+    labels, count = ndimage.label(remove_rulings(ink > threshold), structure=np.ones((3, 3)))
+    coverage = frame_coverage(labels, count)
     for _ in range(4):
-        mask = remove_rulings(ink > threshold)
-        if mask.mean() <= MAX_COVERAGE:
+        if coverage <= MAX_COVERAGE:
             break
-        threshold += THRESHOLD_STEP
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        higher = threshold + THRESHOLD_STEP
+        higher_labels, higher_count = ndimage.label(remove_rulings(ink > higher), structure=np.ones((3, 3)))
+        higher_coverage = frame_coverage(higher_labels, higher_count)
+        if higher_coverage > 0.7 * coverage:
+            break
+        threshold, labels, count, coverage = higher, higher_labels, higher_count, higher_coverage
     return labels, count, threshold
+
+
+def frame_coverage(labels: np.ndarray, count: int) -> float:
+    """Share of the picture covered by components that touch its frame (a grid, shading, the desk)."""
+    if count == 0:
+        return 0.0
+    boxes = ndimage.find_objects(labels, max_label=count)
+    touching = [k for k, b in enumerate(boxes, start=1) if b is not None and touches_frame(b, labels.shape)]
+    if not touching:
+        return 0.0
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    return float(sizes[touching].sum()) / labels.size
 
 
 def choose_mark(ink: np.ndarray, labels: np.ndarray, count: int) -> list[int]:
@@ -270,9 +292,18 @@ def choose_mark(ink: np.ndarray, labels: np.ndarray, count: int) -> list[int]:
 def find_mark(picture: Image.Image) -> Sheet:
     """A picture -> :class:`Sheet`: the flattened ink of the written mark and how it was found.
 
-    Raises nothing: an empty ``chosen`` list means no mark (the caller says "no digit found").
+    An empty ``chosen`` list means no mark (the caller says "no digit found"). Small pictures (at most
+    :data:`SMALL_PICTURE` pixels: MNIST, a crop, an 8x8 scan enlarged) have no sheet around the digit
+    (it may fill them edge to edge) and keep the simple path: polarity from the border, Otsu's
+    threshold, specks dropped (:func:`cnnlab.preprocess.ink_mask`, which raises ``NoDigitError``).
     """
     rgb = working_copy(picture)
+    if max(rgb.size) <= SMALL_PICTURE:
+        ink = to_ink(np.asarray(rgb.convert("L"), dtype=np.float32) / 255.0)
+        mask = ink_mask(ink)
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        stages = {"original": rgb, "flattened": 1.0 - ink, "ink mask": mask, "chosen": mask}
+        return Sheet(ink=ink, mask=mask, labels=labels, chosen=list(range(1, count + 1)), stages=stages)
     ink = flatten_illumination(paper_brightness(rgb))
     labels, count, threshold = mark_components(ink)
     chosen = choose_mark(ink, labels, count)

@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .paper import touches_frame
 from .preprocess import NoDigitError
 
 NOISE_COVERAGE = 0.5  # ink over half of the picture: noise or a texture, not a written mark; or ...
 NOISE_PIECES = 12  # ... more than 12 pieces of ink at least RIVAL_FRACTION as big as the biggest
 RIVAL_FRACTION = 0.2
 LINE_ELONGATION = 0.13  # thickness / length below this: a straight stroke ...
-LINE_MIN_TILT = 30.0  # ... at least this many degrees from vertical (a "1" leans less)
+LINE_MIN_TILT = 50.0  # ... at least this many degrees from vertical (MNIST has "1"s leaning 48 degrees)
 MAX_LOOPS = 3  # closed loops bigger than a pinhole: an "8" has 2, a sloppy "8" 3
 MIN_LOOP_FRACTION = 0.004  # a loop smaller than this share of the mark's box is a pinhole in the ink
 SEVERAL_HEIGHT = 0.55  # a second group at least this tall (relative) beside the first: several digits
@@ -94,6 +95,7 @@ def check_mark(mask: np.ndarray, labels: np.ndarray, chosen: list[int], single: 
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     # Noise makes many pieces as big as the "mark" it picked; a grid's leftover crossings are specks.
+    mark_size = int(sizes[chosen].sum())
     rivals = int((sizes >= RIVAL_FRACTION * sizes[chosen].max()).sum())
     coverage = float((labels > 0).mean())
     if coverage > NOISE_COVERAGE or rivals > NOISE_PIECES:
@@ -106,8 +108,15 @@ def check_mark(mask: np.ndarray, labels: np.ndarray, chosen: list[int], single: 
         tall = [g for g in groups if g.height >= SEVERAL_HEIGHT * tallest]
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-        if len(tall) > 1 or width > WIDE_MARK * height and elongation_and_tilt(mask)[0] > LINE_ELONGATION:
-            count = f"{len(tall)} marks" if len(tall) > 1 else "a mark as wide as several digits"
+        # Elsewhere on the sheet: another mark about as big (a second digit written further away).
+        boxes = ndimage.find_objects(labels)
+        elsewhere = [k for k, box in enumerate(boxes, start=1)
+                     if box is not None and k not in chosen and not touches_frame(box, labels.shape)
+                     and sizes[k] >= RIVAL_FRACTION * mark_size
+                     and box[0].stop - box[0].start >= SEVERAL_HEIGHT * height]
+        wide = width > WIDE_MARK * height and elongation_and_tilt(mask)[0] > LINE_ELONGATION
+        if len(tall) > 1 or elsewhere or wide:
+            count = f"{len(tall) + len(elsewhere)} marks" if not wide else "a mark as wide as several digits"
             raise NotADigitError(f"not a digit: {count} side by side; expected one digit (read a whole "
                                  "number with --number, or number mode on the page)")
     elongation, tilt = elongation_and_tilt(mask)
