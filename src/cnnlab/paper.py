@@ -49,7 +49,8 @@ LIGHT_INK_EVIDENCE = 3.0  # light strokes must stand out 3x more than dark ones 
 POLARITY_STEP = 0.1  # departures from the local background smaller than this are paper texture or noise
 MAX_COVERAGE = 0.05  # ink touching the frame over 5% of the picture (after rulings): the grid or shading got in
 RULING_FRACTION = 0.7  # a printed line spans at least this fraction of the frame (a digit's bar: far less)
-LINE_RUN_FRACTION = 0.06  # ... and is made of straight runs at least this fraction of the frame long
+MAX_LINE_THICKNESS = 5.0  # ... and is at most this thick on the 2x-pooled copy, 3 px dilation included
+LINE_RUN_FRACTION = 0.1  # ... and is made of straight runs this fraction of the frame long (tilt up to ~10 degrees)
 
 
 @dataclass
@@ -178,7 +179,9 @@ def long_lines(mask: np.ndarray, axis: int) -> np.ndarray:
     if count == 0:
         return np.zeros_like(mask)
     extent = np.array([s[axis].stop - s[axis].start for s in ndimage.find_objects(labels)])
-    spanning = np.concatenate([[False], extent >= RULING_FRACTION * pooled.shape[axis]])
+    thickness = np.bincount(labels.ravel())[1:] / extent  # a printed line: its own width + the 2 px dilation
+    spanning = (extent >= RULING_FRACTION * pooled.shape[axis]) & (thickness <= MAX_LINE_THICKNESS)
+    spanning = np.concatenate([[False], spanning])
     lines = spanning[labels].repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
     return np.pad(lines, ((0, height - lines.shape[0]), (0, width - lines.shape[1]))) & mask
 

@@ -178,6 +178,8 @@ def calibration_for(model) -> Calibration:
     in the JSON file beside it; either way it only applies if its weight fingerprint matches, so a
     retrained or replaced model is never judged with another model's threshold.
     """
+    if not hasattr(model, "state_dict"):  # a stand-in (tests) or foreign model: nothing to match against
+        return Calibration()
     info = getattr(model, "info", None) or {}
     stored = info.get("calibration")
     if isinstance(stored, dict):
