@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageChops
 from scipy import ndimage
 
-from .preprocess import ink_mask, to_ink
+from .preprocess import grow_by_one, ink_mask, to_ink
 
 WORK_SIDE = 512  # photos are processed with their long side at most this (a digit 10% of the short side is ~38 px)
 SMALL_PICTURE = 64  # up to this size a picture is a crop or a drawing: no illumination to flatten
@@ -197,7 +197,10 @@ def remove_rulings(mask: np.ndarray) -> np.ndarray:
     height, width = mask.shape
     if min(height, width) <= SMALL_PICTURE or not mask.any():
         return mask
-    lines = {axis: long_lines(mask, axis) for axis in (1, 0)}  # 1: horizontal lines, 0: vertical ones
+    # 1: horizontal lines, 0: vertical ones. A line spanning most of the frame needs ink in that many
+    # columns (rows): a picture without is skipped at the cost of one reduction (a canvas drawing).
+    lines = {axis: long_lines(mask, axis) if mask.any(axis=1 - axis).mean() >= RULING_FRACTION
+             else np.zeros_like(mask) for axis in (1, 0)}
     removed = np.zeros_like(mask)
     for axis, line in lines.items():
         if line.any():
@@ -315,6 +318,6 @@ def find_mark(picture: Image.Image) -> Sheet:
         # The mark's core: ink weaker than a fraction of its peak is the blur and haze around it.
         peak = float(ink[mask].max())
         core = ink > threshold + CORE_FRACTION * max(peak - threshold, 0.0)
-        mask &= ndimage.binary_dilation(core & mask, iterations=1)
+        mask &= grow_by_one(core & mask)
     stages = {"original": rgb, "flattened": 1.0 - ink, "ink mask": labels > 0, "chosen": mask}
     return Sheet(ink=ink.astype(np.float32), mask=mask, labels=labels, chosen=chosen, stages=stages)

@@ -310,14 +310,14 @@ def stroke_width(ink: np.ndarray) -> float:
     return mask.sum() / max(int(edge.sum()), 1)
 
 
-def thicken_strokes(ink: np.ndarray, box: int = BOX) -> np.ndarray:
+def thicken_strokes(ink: np.ndarray, box: int = BOX, width: float | None = None) -> np.ndarray:
     """Widen strokes that would be thinner than :data:`MIN_STROKE_PX` once scaled into the ``box``.
 
     A fine pen photographed at high resolution shrinks to a hairline MNIST never had; a grey dilation
     with a disc makes it a marker line of MNIST's typical width again. Other strokes are left as they are.
     """
     scale = box / max(ink.shape)
-    width = stroke_width(ink)
+    width = stroke_width(ink) if width is None else width
     if width * scale >= MIN_STROKE_PX:
         return ink
     missing = TYPICAL_STROKE_PX / scale - width
@@ -330,14 +330,14 @@ def thicken_strokes(ink: np.ndarray, box: int = BOX) -> np.ndarray:
     return ndimage.grey_dilation(padded, footprint=disc)
 
 
-def thin_strokes(ink: np.ndarray, box: int = BOX) -> np.ndarray:
+def thin_strokes(ink: np.ndarray, box: int = BOX, width: float | None = None) -> np.ndarray:
     """Narrow strokes that would be wider than :data:`MAX_STROKE_PX` once scaled into the ``box``.
 
     Scans of small digits (the UCI 8x8 set, a thick felt pen written small) have strokes half as wide
     again as MNIST's; a grey erosion with a disc brings them back towards MNIST's typical width.
     """
     scale = box / max(ink.shape)
-    width = stroke_width(ink)
+    width = stroke_width(ink) if width is None else width
     if width * scale <= MAX_STROKE_PX:
         return ink
     radius = int(np.floor((width - TYPICAL_STROKE_PX / scale) / 2))
@@ -351,7 +351,11 @@ def thin_strokes(ink: np.ndarray, box: int = BOX) -> np.ndarray:
 def normalize_strokes(ink: np.ndarray, box: int = BOX) -> np.ndarray:
     """Stroke-width normalization after the crop: hairlines widened, fat strokes narrowed (MNIST's
     strokes are 1.5-3.2 px wide in the 20x20 box; the network has seen little else)."""
-    return thin_strokes(thicken_strokes(ink, box), box)
+    width = stroke_width(ink)  # measured once: at most one of the two changes anything
+    scale = box / max(ink.shape)
+    if width * scale < MIN_STROKE_PX:
+        return thicken_strokes(ink, box, width)
+    return thin_strokes(ink, box, width)
 
 
 def fit_in_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
