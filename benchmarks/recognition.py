@@ -68,6 +68,41 @@ def score(recognizer, pictures, labels) -> dict:
             "median_ms": 1000 * float(np.median(times)), "reasons": dict(messages.most_common(4))}
 
 
+def median_ms(fn, repeats: int = 30) -> float:
+    fn()  # warm up (first-call imports and caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return round(1000 * float(np.median(times)), 2)
+
+
+def timing(recognizer, photo_jpeg: bytes) -> dict:
+    """Median single-picture times: preprocessing alone and the whole answer (preprocessing + network)."""
+    from PIL import ImageDraw
+
+    from cnnlab.preprocess import load_image, prepare_digit
+
+    big = Image.open(io.BytesIO(photo_jpeg)).resize((3000, 4000), Image.Resampling.BICUBIC)  # 12 MP
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=90)
+    jpeg12 = buffer.getvalue()
+    canvas = Image.new("L", (280, 280), 0)  # what the drawing page sends: a white "7" on black
+    ImageDraw.Draw(canvas).line([(60, 50), (220, 50), (130, 240)], fill=255, width=20)
+    buffer = io.BytesIO()
+    canvas.save(buffer, "PNG")
+    png = buffer.getvalue()
+    return {
+        "photo_12mp_decode": median_ms(lambda: load_image(jpeg12, mode="RGB", max_side=512)),
+        "photo_12mp_prepare": median_ms(lambda: prepare_digit(jpeg12)),
+        "photo_12mp_answer": median_ms(lambda: recognizer.recognize(jpeg12)),
+        "canvas_prepare": median_ms(lambda: prepare_digit(png)),
+        "canvas_answer": median_ms(lambda: recognizer.recognize(png)),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=200, help="photos per paper kind")
@@ -75,6 +110,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mnist", type=int, default=10_000, help="MNIST test digits (0: skip)")
     parser.add_argument("--uci", action="store_true", help="also score the 1,797 UCI 8x8 digits")
     parser.add_argument("--model", help="model file; default: the bundled one")
+    parser.add_argument("--timing", action="store_true",
+                        help="also time one picture: a 12-megapixel JPEG photo and a 280x280 canvas PNG")
     parser.add_argument("--json", help="write the table as JSON here")
     args = parser.parse_args(argv)
 
@@ -105,6 +142,9 @@ def main(argv=None) -> int:
     if args.uci:
         pictures, truth = uci_pictures()
         report("uci-8x8", pictures, list(truth))
+    if args.timing:
+        table["timing"] = timing(recognizer, photos.digit_photo(images[0], seed=1, paper="squared"))
+        print("timing (median ms):", table["timing"], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2))
     return 0
