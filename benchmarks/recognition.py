@@ -64,6 +64,7 @@ def score(recognizer, pictures, labels) -> dict:
         else:
             right += answer["prediction"] == label
     n = len(labels)
+    right = int(right)
     return {"n": n, "right": right, "accuracy": right / n, "rejected": rejected / n,
             "median_ms": 1000 * float(np.median(times)), "reasons": dict(messages.most_common(4))}
 

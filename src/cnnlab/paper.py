@@ -11,15 +11,17 @@ on from their result exactly as before::
                           nearly white in it, while pen and pencil are dark in every channel
     flatten_illumination  the paper's own brightness, estimated by a morphological closing larger than
                           any stroke, is divided out: paper becomes 1 everywhere, whatever the light
-                          (light-on-dark pictures are told apart and inverted here)
-    remove_rulings        long thin straight horizontal/vertical lines (rulings, grids, printed in any
-                          colour) are found by opening with long line elements and removed, then the
-                          strokes that crossed them are closed again
-    mark_components       the ink mask (a threshold relative to the paper's noise, then relative to the
-                          strongest mark) split into connected components
-    choose_mark           the written mark: components scored by ink, specks dropped, the sheet's edge,
-                          the desk and shadows (components touching the frame) dropped, the strokes near
-                          the main one kept (a "5" whose bar came loose)
+                          (dark_ink tells light-on-dark pictures apart; they are inverted here)
+    mark_components       ink = a threshold relative to the paper's noise, raised step by step while a
+                          faint grid or shading touching the frame still passes it; then
+      remove_rulings      long thin straight horizontal/vertical lines spanning most of the frame
+                          (rulings and grids in any colour: the line structure, long_lines) are removed
+                          where they are thin, and the strokes that crossed them are closed again;
+                          then 8-connected components
+    choose_mark           the written mark: the component with the most ink, not touching the frame
+                          (the sheet's edge, the desk, a shadow), with the strokes near it (a "5" whose
+                          bar came loose), specks dropped
+    core                  haze around the strokes (under CORE_FRACTION of the mark's peak) dropped
 
 The result, :class:`Sheet`, has the ink ``(h, w)`` with the background at 0 and the chosen mask, plus
 the intermediate pictures for ``cnnlab predict --show``.
@@ -41,7 +43,6 @@ CLOSING_FRACTION = 1 / 6  # the paper's brightness is estimated over windows thi
 NOISE_SIGMAS = 6.0  # ink must stand this many noise deviations above the paper ...
 MIN_INK_STEP = 0.10  # ... and at least this much (on 0..1) to count as ink at all
 THRESHOLD_STEP = 0.05  # how much the threshold rises when it let a grid or shading through
-MIN_CONTRAST = 0.2  # the chosen mark's darkest part must be this much darker than the paper
 CORE_FRACTION = 0.3  # ink weaker than this fraction of the mark's peak is haze, not stroke
 SPECK_FRACTION = 0.02  # components with less than 2% of the main mark's ink are dust
 NEAR_FRACTION = 0.35  # strokes within this fraction of the mark's size around it belong to it
@@ -56,7 +57,8 @@ LINE_RUN_FRACTION = 0.1  # ... and is made of straight runs this fraction of the
 @dataclass
 class Sheet:
     """What was found on the sheet: ``ink`` (h, w) in 0..1 (0 = paper), ``mask`` (h, w) of the chosen
-    mark, and the pictures of the steps (``stages``: name -> (h, w) or (h, w, 3) array in 0..1)."""
+    mark, ``labels`` (h, w) of all the ink's components and the ``chosen`` ones, and the pictures of
+    the steps (``stages``: name -> PIL picture or (h, w) array in 0..1)."""
 
     ink: np.ndarray
     mask: np.ndarray

@@ -7,10 +7,12 @@ field so that their **centre of mass** sits at the centre. The network saw nothi
 on a perfectly dark background, about 20 pixels tall, strokes 2-3 pixels wide, centred by mass.
 :func:`prepare_digit` repeats those steps on any picture, as a pipeline of small functions::
 
-    load_image        file / bytes / PIL image -> gray PIL image ("L"), RGBA composited on white
-    to_gray           -> float32 (H, W) in [0, 1], 1 = white
-    to_ink            -> float32 (H, W) in [0, 1], 1 = ink (inverts dark-on-light pictures)
-    clean_ink         -> background set to exactly 0: Otsu threshold, specks dropped, contrast stretched
+    load_image        file / bytes / PIL image -> PIL image (RGB kept), RGBA composited on white,
+                      big JPEGs decoded at 1/2, 1/4 or 1/8 scale
+    find_mark         (cnnlab.paper) the written mark on the sheet: illumination flattened, rulings
+                      removed, components chosen; small pictures: polarity + Otsu (to_ink, ink_mask)
+    check_mark        (cnnlab.reject) one digit? not noise, a line, a scribble or several marks
+    clean_ink         -> background set to exactly 0, contrast stretched
     crop_to_ink       -> the ink's bounding box
     shrink_large      -> big crops averaged down first (cheap, keeps thin strokes as grey)
     normalize_strokes -> a thin pen line widened, a fat one narrowed, towards MNIST's stroke width
