@@ -9,7 +9,7 @@ a scribble get a digit, often at high confidence. Two kinds of evidence stop tha
    two); several marks side by side, each as tall as a digit (a number, in single-digit mode);
 2. **the model's own evidence** (:func:`judge`): the temperature-scaled top probability below a
    threshold chosen on held-out MNIST digits (``scripts/calibrate_recognition.py``), so that only a
-   stated small share of real digits is turned away.
+   stated small share of real digits is turned away (0.3% of the validation split for the bundled model).
 
 Both raise or return the same kind of answer: ``prediction: null`` with a one-line ``message`` that says
 what was seen and what was expected.
@@ -205,5 +205,6 @@ def judge(probabilities: np.ndarray, calibration: Calibration) -> tuple[np.ndarr
     top = float(scaled.max())
     if top < calibration.min_confidence:
         return scaled, (f"not a digit: the network is unsure ({top:.0%} for {int(scaled.argmax())}, below the "
-                        f"{calibration.min_confidence:.0%} that 99.5% of real digits reach)")
+                        f"{calibration.min_confidence:.0%} that nearly all real digits reach); expected one "
+                        "handwritten digit")
     return scaled, None
