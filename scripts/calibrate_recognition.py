@@ -21,6 +21,7 @@ reads only while the weights' fingerprint matches.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def expected_calibration_error(p: np.ndarray, labels: np.ndarray, bins: int = 15
     confidence, predicted = p.max(axis=1), p.argmax(axis=1)
     edges = np.linspace(0, 1, bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
             total += inside.mean() * abs(float((predicted[inside] == labels[inside]).mean()) - float(confidence[inside].mean()))

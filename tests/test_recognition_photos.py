@@ -12,14 +12,19 @@ import json
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from test_segment import mnist_test_files, read_idx_gz
 
 from cnnlab.paper import flatten_illumination, remove_rulings
-from cnnlab.preprocess import NoDigitError, prepare_digit
-from cnnlab.reject import Calibration, NotADigitError, calibration_for, judge, weights_fingerprint
+from cnnlab.preprocess import prepare_digit
+from cnnlab.reject import (
+    Calibration,
+    NotADigitError,
+    calibration_for,
+    judge,
+    weights_fingerprint,
+)
 from cnnlab.stages import STAGE_ORDER, stage_strip
 from cnnlab.synthetic import photos
-
-from test_segment import mnist_test_files, read_idx_gz
 
 
 def drawn_seven_28() -> np.ndarray:
@@ -150,7 +155,7 @@ def test_the_bundled_calibration_applies_only_to_its_own_weights():
     calibration = calibration_for(model)
     assert calibration.weights_sha256 == weights_fingerprint(model)
     assert 0.0 < calibration.min_confidence < 1.0 and 0.2 < calibration.temperature < 5.0
-    name, layer, key = next(iter(model.parameters()))
+    _name, layer, key = next(iter(model.parameters()))
     layer.params[key] += 0.01  # "retrained": another model, so another (missing) calibration
     assert calibration_for(model) == Calibration()
 
