@@ -7,13 +7,15 @@ field so that their **centre of mass** sits at the centre. The network saw nothi
 on a perfectly dark background, about 20 pixels tall, strokes 2-3 pixels wide, centred by mass.
 :func:`prepare_digit` repeats those steps on any picture, as a pipeline of small functions::
 
-    load_image        file / bytes / PIL image -> gray PIL image ("L"), RGBA composited on white
-    to_gray           -> float32 (H, W) in [0, 1], 1 = white
-    to_ink            -> float32 (H, W) in [0, 1], 1 = ink (inverts dark-on-light pictures)
-    clean_ink         -> background set to exactly 0: Otsu threshold, specks dropped, contrast stretched
+    load_image        file / bytes / PIL image -> PIL image (RGB kept), RGBA composited on white,
+                      big JPEGs decoded at 1/2, 1/4 or 1/8 scale
+    find_mark         (cnnlab.paper) the written mark on the sheet: illumination flattened, rulings
+                      removed, components chosen; small pictures: polarity + Otsu (to_ink, ink_mask)
+    check_mark        (cnnlab.reject) one digit? not noise, a line, a scribble or several marks
+    clean_ink         -> background set to exactly 0, contrast stretched
     crop_to_ink       -> the ink's bounding box
     shrink_large      -> big crops averaged down first (cheap, keeps thin strokes as grey)
-    thicken_strokes   -> a thin pen line widened to MNIST's stroke width
+    normalize_strokes -> a thin pen line widened, a fat one narrowed, towards MNIST's stroke width
     fit_in_box        -> scaled so the longer side is 20 px, aspect kept, anti-aliased
     centre_by_mass    -> pasted into 28x28 with the centre of mass at the centre
 
@@ -31,7 +33,23 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from .engine.errors import CnnlabError
+from .ink import (  # noqa: F401  (the names other modules read from here too)
+    ImageError,
+    ImageTooLargeError,
+    NoDigitError,
+    MIN_CONTRAST,
+    SPECK_FRACTION,
+    _as_uint8,
+    border_pixels,
+    to_ink,
+    histogram256,
+    histogram_quantile,
+    otsu_threshold,
+    ink_mask,
+    drop_specks,
+    clean_ink,
+    grow_by_one,
+)
 
 #: Refuse pictures with more pixels than this *before* decoding them (a 25-megapixel photo is fine; a
 #: 1x1-GB "decompression bomb" PNG that unpacks to 50,000 x 50,000 pixels is not).
@@ -41,22 +59,9 @@ MAX_IMAGE_SIDE = 20_000
 
 BOX = 20  # MNIST: the digit fits a 20x20 box ...
 FIELD = 28  # ... inside a 28x28 field.
-MIN_CONTRAST = 0.2  # Otsu class means closer than this (on a 0..1 scale): no ink, just noise or paper.
-SPECK_FRACTION = 0.02  # components smaller than 2% of the largest one are dust, not strokes
 MIN_STROKE_PX = 1.5  # strokes thinner than this in the final 20x20 box (5% of MNIST's) are widened ...
 TYPICAL_STROKE_PX = 2.2  # ... to MNIST's median stroke width
-
-
-class ImageError(CnnlabError, ValueError):
-    """A picture cannot be read: not an image, an unsupported format, or a corrupt file."""
-
-
-class ImageTooLargeError(ImageError):
-    """A picture is too large to decode safely (a decompression bomb or absurd dimensions)."""
-
-
-class NoDigitError(CnnlabError, ValueError):
-    """A picture holds no ink (blank page or pure noise): "no digit found" rather than a guess."""
+MAX_STROKE_PX = 3.2  # strokes wider than this in the 20x20 box (MNIST's widest 10%) are narrowed
 
 
 # -- reading --------------------------------------------------------------------------------------------
@@ -98,17 +103,23 @@ def check_dimensions(size: tuple[int, int]) -> None:
         )
 
 
-def load_image(source) -> Image.Image:
-    """Read a picture (path, bytes, file object or PIL image) as a gray ``"L"`` image.
+def load_image(source, mode: str = "L", max_side: int | None = None) -> Image.Image:
+    """Read a picture (path, bytes, file object or PIL image) as a gray ``"L"`` (or ``mode``) image.
 
     Animated GIF/WebP: the first frame. Transparency is composited on white, the way it looks on a page
     (a digit drawn on a transparent canvas is dark ink on "paper"). The dimensions are checked against
-    :data:`MAX_IMAGE_PIXELS` / :data:`MAX_IMAGE_SIDE` before the pixels are decoded.
+    :data:`MAX_IMAGE_PIXELS` / :data:`MAX_IMAGE_SIDE` before the pixels are decoded. With ``max_side``,
+    a JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, done inside the decoder: a 12-megapixel
+    photo then costs a few milliseconds) that still leaves at least ``max_side / 1.5`` pixels on its long side.
     """
     opened = image = _open(source)
     check_dimensions(image.size)
     try:
         image.seek(0)
+        # (only on a file we opened ourselves: a caller's PIL image is never changed in place)
+        if max_side and opened is not source and image.format == "JPEG" and max(image.size) > 2 * max_side:
+            factor = 1.5 * max(image.size) / max_side  # 4000 px -> 1/8 = 500 px, no resize needed after
+            image.draft("RGB" if mode == "RGB" else "L", (int(image.width / factor), int(image.height / factor)))
         image.load()
         image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -120,8 +131,8 @@ def load_image(source) -> Image.Image:
             values = np.asarray(image, dtype=np.float64)
             low, high = float(values.min()), float(values.max())
             scale = 255.0 / (high - low) if high > low else 0.0
-            return Image.fromarray(((values - low) * scale).astype(np.uint8))
-        return image.convert("L")
+            return Image.fromarray(((values - low) * scale).astype(np.uint8)).convert(mode)
+        return image.convert(mode)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image refused as a decompression bomb: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -149,114 +160,6 @@ def to_gray(image) -> np.ndarray:
             return array.astype(np.float32) / 255.0
         return np.clip(array.astype(np.float32), 0.0, 1.0)
     return np.asarray(load_image(image), dtype=np.float32) / 255.0
-
-
-def _as_uint8(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    return (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def border_pixels(gray: np.ndarray) -> np.ndarray:
-    """The outermost rows and columns of ``(H, W)``: on a picture of one digit, mostly background."""
-    return np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
-
-
-def to_ink(gray: np.ndarray) -> np.ndarray:
-    """``(H, W)`` gray (1 = white) -> ink amount (1 = ink), whatever the polarity of the picture.
-
-    MNIST digits are light on dark. A pen on paper is dark on light, a chalkboard or a screenshot of
-    MNIST is light on dark: the border tells which. It is mostly background, so a bright border means
-    dark ink and the picture is inverted.
-    """
-    return 1.0 - gray if np.median(border_pixels(gray)) >= 0.5 else gray.copy()
-
-
-def histogram256(values: np.ndarray) -> np.ndarray:
-    """Counts of ``values`` in ``[0, 1]`` quantized to 256 levels (a ``bincount``: no sort, fast)."""
-    levels = (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.intp)
-    return np.bincount(levels.ravel(), minlength=256)
-
-
-def histogram_quantile(hist: np.ndarray, q: float) -> float:
-    """The ``q``-quantile (0..1) of the values a 256-level histogram counts."""
-    cumulative = np.cumsum(hist)
-    return float(np.searchsorted(cumulative, q * cumulative[-1])) / 255.0
-
-
-def otsu_threshold(hist: np.ndarray) -> tuple[float, float]:
-    """Otsu's threshold for a 256-level histogram, and the gap between the two class means.
-
-    Otsu picks the level that best splits a histogram into two groups (maximum between-class variance):
-    here paper and ink. Values above the threshold are ink. The gap says how different the groups are;
-    on a blank or pure-noise picture it is small, which is how "no digit" is told from a faint digit.
-    """
-    levels = np.arange(hist.size) / (hist.size - 1)
-    weight0 = np.cumsum(hist).astype(np.float64)
-    weight1 = weight0[-1] - weight0
-    sum0 = np.cumsum(hist * levels)
-    mean0 = sum0 / np.maximum(weight0, 1)
-    mean1 = (sum0[-1] - sum0) / np.maximum(weight1, 1)
-    between = weight0 * weight1 * (mean0 - mean1) ** 2
-    k = int(np.argmax(between))
-    return float(levels[k]), float(mean1[k] - mean0[k])
-
-
-def ink_mask(ink: np.ndarray) -> np.ndarray:
-    """Boolean ``(H, W)``: where the ink is, without background noise or specks of dust.
-
-    Raises :class:`NoDigitError` when paper and "ink" are not distinguishable.
-    """
-    if float(ink.max() - ink.min()) < MIN_CONTRAST:
-        raise NoDigitError("no digit found: the picture is blank (no contrast between ink and background)")
-    threshold, gap = otsu_threshold(histogram256(ink))
-    if gap < MIN_CONTRAST:
-        raise NoDigitError(f"no digit found: ink and background differ by only {gap:.2f} (need {MIN_CONTRAST})")
-    mask = ink > threshold
-    return drop_specks(mask)
-
-
-def drop_specks(mask: np.ndarray, fraction: float = SPECK_FRACTION) -> np.ndarray:
-    """Remove connected components smaller than ``fraction`` of the largest one (dust, JPEG noise)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if count == 0:
-        raise NoDigitError("no digit found: no ink in the picture")
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    keep = sizes >= max(2, fraction * sizes.max())
-    keep[0] = False
-    if not keep.any():  # only single-pixel dots: noise, not a digit
-        raise NoDigitError("no digit found: only isolated specks in the picture")
-    return keep[labels]
-
-
-def clean_ink(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Ink amount with the background at exactly 0 and the strokes stretched to reach 1.
-
-    The paper level (median of the non-ink pixels) is subtracted, so grey paper becomes black, and the
-    strokes are scaled so their bright core reaches 1 (a faint pencil becomes as strong as MNIST's ink).
-    Outside the ink mask (grown by one pixel to keep the anti-aliased edges) everything is zeroed.
-    """
-    if mask is None:
-        mask = ink_mask(ink)
-    # One bincount gives both histograms: levels 0..255 are paper pixels, 256..511 ink pixels.
-    levels = (np.clip(ink, 0.0, 1.0) * 255.0 + 0.5).astype(np.intp) + 256 * mask
-    both = np.bincount(levels.ravel(), minlength=512)
-    paper = histogram_quantile(both[:256], 0.5) if both[:256].any() else 0.0
-    core = histogram_quantile(both[256:], 0.9)
-    stretched = np.clip((ink - paper) / max(core - paper, 1e-6), 0.0, 1.0)
-    return (stretched * grow_by_one(mask)).astype(np.float32)
-
-
-def grow_by_one(mask: np.ndarray) -> np.ndarray:
-    """Dilate a boolean ``(H, W)`` mask by one pixel in all 8 directions (two shifted ORs per axis)."""
-    grown = mask.copy()
-    grown[1:] |= mask[:-1]
-    grown[:-1] |= mask[1:]
-    rows = grown.copy()
-    grown[:, 1:] |= rows[:, :-1]
-    grown[:, :-1] |= rows[:, 1:]
-    return grown
 
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:
@@ -303,14 +206,14 @@ def stroke_width(ink: np.ndarray) -> float:
     return mask.sum() / max(int(edge.sum()), 1)
 
 
-def thicken_strokes(ink: np.ndarray, box: int = BOX) -> np.ndarray:
+def thicken_strokes(ink: np.ndarray, box: int = BOX, width: float | None = None) -> np.ndarray:
     """Widen strokes that would be thinner than :data:`MIN_STROKE_PX` once scaled into the ``box``.
 
     A fine pen photographed at high resolution shrinks to a hairline MNIST never had; a grey dilation
     with a disc makes it a marker line of MNIST's typical width again. Other strokes are left as they are.
     """
     scale = box / max(ink.shape)
-    width = stroke_width(ink)
+    width = stroke_width(ink) if width is None else width
     if width * scale >= MIN_STROKE_PX:
         return ink
     missing = TYPICAL_STROKE_PX / scale - width
@@ -321,6 +224,34 @@ def thicken_strokes(ink: np.ndarray, box: int = BOX) -> np.ndarray:
     disc = xx**2 + yy**2 <= radius**2
     padded = np.pad(ink, radius)
     return ndimage.grey_dilation(padded, footprint=disc)
+
+
+def thin_strokes(ink: np.ndarray, box: int = BOX, width: float | None = None) -> np.ndarray:
+    """Narrow strokes that would be wider than :data:`MAX_STROKE_PX` once scaled into the ``box``.
+
+    Scans of small digits (the UCI 8x8 set, a thick felt pen written small) have strokes half as wide
+    again as MNIST's; a grey erosion with a disc brings them back towards MNIST's typical width.
+    """
+    scale = box / max(ink.shape)
+    width = stroke_width(ink) if width is None else width
+    if width * scale <= MAX_STROKE_PX:
+        return ink
+    radius = int(np.floor((width - TYPICAL_STROKE_PX / scale) / 2))
+    if radius < 1:
+        return ink
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    thinner = ndimage.grey_erosion(ink, footprint=xx**2 + yy**2 <= radius**2)
+    return thinner if thinner.max() > 0 else ink
+
+
+def normalize_strokes(ink: np.ndarray, box: int = BOX) -> np.ndarray:
+    """Stroke-width normalization after the crop: hairlines widened, fat strokes narrowed (MNIST's
+    strokes are 1.5-3.2 px wide in the 20x20 box; the network has seen little else)."""
+    width = stroke_width(ink)  # measured once: at most one of the two changes anything
+    scale = box / max(ink.shape)
+    if width * scale < MIN_STROKE_PX:
+        return thicken_strokes(ink, box, width)
+    return thin_strokes(ink, box, width)
 
 
 def fit_in_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -350,27 +281,68 @@ def centre_by_mass(digit: np.ndarray, field: int = FIELD) -> np.ndarray:
     return out
 
 
-def digit_from_ink(ink: np.ndarray) -> np.ndarray:
-    """Clean ink ``(H, W)`` (background 0) of one digit -> MNIST-like ``(28, 28)`` float32."""
+def digit_from_ink(ink: np.ndarray, stages: dict | None = None) -> np.ndarray:
+    """Clean ink ``(H, W)`` (background 0) of one digit -> MNIST-like ``(28, 28)`` float32.
+
+    ``stages``, when given, receives the 20x20 box and the final 28x28 picture.
+    """
     crop = crop_to_ink(ink)
     crop = shrink_large(crop)
-    crop = thicken_strokes(crop)
+    crop = normalize_strokes(crop)
     crop = crop_to_ink(crop)
-    return centre_by_mass(fit_in_box(crop))
+    boxed = fit_in_box(crop)
+    digit = centre_by_mass(boxed)
+    if stages is not None:
+        stages.update({"20x20": boxed, "28x28": digit})
+    return digit
 
 
-def prepare_digit(image) -> np.ndarray:
+def as_picture(image) -> Image.Image:
+    """What :func:`prepare_digit` accepts -> a PIL picture (RGB kept: colour helps to tell a printed
+    ruling from a pen). Big JPEGs are decoded at a reduced scale (see :func:`load_image`)."""
+    from .paper import WORK_SIDE
+
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            return load_image(Image.fromarray(_as_uint8(image)), mode="RGB")
+        return Image.fromarray(_as_uint8(to_gray(image)))
+    return load_image(image, mode="RGB", max_side=WORK_SIDE)
+
+
+MIN_MARK_PIXELS = 5  # a mark smaller than this (at the working size) is a speck, not a digit
+MIN_MARK_CONTRAST = 0.12  # the mark's darkest ink, once the paper is flattened to 0 (faint pencil: ~0.2)
+
+
+def prepare_digit(image, *, single: bool = True, stages: dict | None = None) -> np.ndarray:
     """Any picture of one digit -> float32 ``(28, 28)`` in ``[0, 1]``, light on dark, MNIST-style.
 
-    ``image`` may be a path, bytes, a PIL image or an array (see :func:`to_gray`). Raises
-    :class:`NoDigitError` on a blank picture and :class:`ImageError` on an unreadable one.
+    ``image`` may be a path, bytes, a PIL image or an array (see :func:`to_gray`). The written mark is
+    found first (:func:`cnnlab.paper.find_mark`: illumination flattened, rulings removed, the mark's
+    components chosen), checked to be shaped like one digit (:func:`cnnlab.reject.check_mark`; with
+    ``single=False``, number mode, several digits are fine), then cropped, stroke-normalized, fitted in
+    20x20 and centred by mass in 28x28. Pass a dict as ``stages`` to receive the intermediate pictures
+    (name -> array in 0..1) that ``cnnlab predict --show`` draws.
+
+    Raises :class:`NoDigitError` on a blank picture (:class:`cnnlab.reject.NotADigitError` on a mark
+    that is not a digit) and :class:`ImageError` on an unreadable one.
     """
-    ink = to_ink(to_gray(image))
-    mask = ink_mask(ink)
-    # Only the region around the ink matters from here on; cropping now makes the rest cheaper.
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    from .paper import find_mark
+    from .reject import check_mark
+
+    sheet = find_mark(as_picture(image))
+    if stages is not None:
+        stages.update(sheet.stages)
+    if not sheet.chosen or int(sheet.mask.sum()) < MIN_MARK_PIXELS:
+        raise NoDigitError("no digit found: the picture is blank (no ink darker than the paper around it)")
+    contrast = float(sheet.ink[sheet.mask].max())
+    if contrast < MIN_MARK_CONTRAST:
+        raise NoDigitError(f"no digit found: ink and background differ by only {contrast:.2f} "
+                           f"(need {MIN_MARK_CONTRAST})")
+    check_mark(sheet.mask, sheet.labels, sheet.chosen, single=single)
+    # Only the region around the mark matters from here on; cropping now makes the rest cheaper.
+    rows, cols = np.flatnonzero(sheet.mask.any(axis=1)), np.flatnonzero(sheet.mask.any(axis=0))
     region = np.s_[max(rows[0] - 1, 0) : rows[-1] + 2, max(cols[0] - 1, 0) : cols[-1] + 2]
-    return digit_from_ink(clean_ink(ink[region], mask[region]))
+    return digit_from_ink(clean_ink(sheet.ink[region], sheet.mask[region]), stages)
 
 
 def as_batch(digits) -> np.ndarray:

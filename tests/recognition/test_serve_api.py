@@ -321,11 +321,15 @@ def test_predict_command_text_json_number_and_show(run_predict, tmp_path):
     reading = __import__("json").loads(result.output)[0]
     assert reading["number"] == "701" and [d["label"] for d in reading["digits"]] == [7, 0, 1]
 
-    out = tmp_path / "side.png"
+    out = tmp_path / "stages.png"
     assert run_predict("--show", out, seven).exit_code == 0
-    sheet = Image.open(out)
-    assert sheet.size == (280 + 10 + 280, 280)  # original (square) | processed, both 280 tall
-    assert np.asarray(sheet.convert("L"))[:, 300:].mean() < 60  # the processed half is mostly black
+    sheet = np.asarray(Image.open(out).convert("L"))
+    # the strip of stages (cnnlab.stages): original ... 28x28, the last panel square and mostly black
+    from cnnlab.stages import GAP, PANEL_HEIGHT
+
+    assert sheet.shape[0] > PANEL_HEIGHT and sheet.shape[1] > 5 * PANEL_HEIGHT
+    last = sheet[GAP // 2 + 22 : GAP // 2 + 22 + PANEL_HEIGHT, -GAP - PANEL_HEIGHT : -GAP]
+    assert last.mean() < 60
 
 
 def test_predict_command_refuses_bad_input(run_predict, tmp_path):

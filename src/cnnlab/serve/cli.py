@@ -25,28 +25,28 @@ def _load(model_path):
 
 
 def _show(picture, result: dict, out: Path) -> None:
-    """Save ``original | processed`` side by side (the processed 28x28 enlarged, pixels kept sharp)."""
-    import base64
+    """Save the strip of preprocessing stages (original -> flattened -> ink mask -> chosen mark ->
+    20x20 -> 28x28) with the answer, or the reason for none, underneath (see :mod:`cnnlab.stages`)."""
     import io
 
-    from PIL import Image
-
     from ..atomic import write_bytes
-    from ..preprocess import load_image
+    from ..preprocess import NoDigitError, prepare_digit
+    from ..stages import stage_strip
 
-    original = load_image(picture).convert("RGB")
-    height = 280
-    original = original.resize((max(1, round(original.width * height / original.height)), height))
-    if result.get("processed"):
-        processed = Image.open(io.BytesIO(base64.b64decode(result["processed"].split(",", 1)[1])))
-        processed = processed.convert("RGB").resize((height, height), Image.Resampling.NEAREST)
+    stages: dict = {}
+    try:
+        prepare_digit(picture, single="number" not in result, stages=stages)
+    except NoDigitError:
+        pass  # the stages reached so far are drawn; the message says why it stopped
+    if result["prediction"] is None:
+        caption = result.get("message", "no answer")
+    elif result.get("number") is not None:
+        caption = f"number {result['number']}"
     else:
-        processed = Image.new("RGB", (height, height), (0, 0, 0))
-    sheet = Image.new("RGB", (original.width + height + 10, height), (255, 255, 255))
-    sheet.paste(original, (0, 0))
-    sheet.paste(processed, (original.width + 10, 0))
+        best = result["top_k"][0]
+        caption = f"answer: {best['label']} ({best['probability']:.1%})"
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    stage_strip(stages, caption).save(buffer, format="PNG")
     write_bytes(out, buffer.getvalue())
 
 
@@ -68,7 +68,7 @@ def example_pictures(number: bool) -> list[Path]:
 @click.option("--number", is_flag=True, help="read each picture as a whole number (several digits)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (the same fields as POST /api/predict)")
 @click.option("--show", type=click.Path(dir_okay=False, path_type=Path),
-              help="save original | processed side by side to this PNG (one picture only)")
+              help="save the preprocessing stages (original ... 28x28) as a strip to this PNG (one picture only)")
 def predict(images, example, model_path, k, number, as_json, show):
     """Recognize the digit (or, with --number, the number) in each picture.
 

@@ -45,6 +45,20 @@ def work_size(size: tuple[int, int], budget: int = WORK_PIXELS) -> tuple[int, in
     return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
+def _flatten_to_rgb(image: Image.Image, owned: bool = True) -> Image.Image:
+    """A decoded picture -> ``"RGB"``, transparency composited on white (as :func:`_flatten_to_gray`)."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        if owned:
+            image.close()
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    if image.mode in _WIDE_MODES:
+        return load_image(image, mode="RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
 def _flatten_to_gray(image: Image.Image, owned: bool = True) -> Image.Image:
     """A decoded picture -> ``"L"``, transparency composited on white, holding few full-size copies
     (``owned``: the picture is ours to close early, not the caller's)."""
@@ -62,8 +76,9 @@ def _flatten_to_gray(image: Image.Image, owned: bool = True) -> Image.Image:
     return image.convert("L") if image.mode != "L" else image
 
 
-def decode_picture(source, budget: int = WORK_PIXELS) -> Image.Image:
-    """Bytes, path, file object or PIL image -> gray ``"L"`` image of at most ``budget`` pixels.
+def decode_picture(source, budget: int = WORK_PIXELS, mode: str = "L") -> Image.Image:
+    """Bytes, path, file object or PIL image -> gray ``"L"`` (or ``mode="RGB"``) image of at most ``budget``
+    pixels.
 
     Errors are those of :func:`~cnnlab.preprocess.load_image`: :class:`ImageTooLargeError` for
     dimensions over the limits (judged from the header, before decoding), :class:`ImageError` for
@@ -72,16 +87,16 @@ def decode_picture(source, budget: int = WORK_PIXELS) -> Image.Image:
     image = _open(source)
     owned = image is not source  # a PIL image from the caller is read, never changed or closed
     try:
-        return _decode_opened(image, budget, owned)
+        return _decode_opened(image, budget, owned, mode)
     finally:
         if owned:  # opened here: release the file (the result is always a new image)
             image.close()
 
 
-def _decode_opened(image: Image.Image, budget: int, owned: bool) -> Image.Image:
+def _decode_opened(image: Image.Image, budget: int, owned: bool, mode: str = "L") -> Image.Image:
     check_dimensions(image.size)
     if image.width * image.height <= budget:
-        return load_image(image)  # nothing to save: the exact path the command line has always taken
+        return load_image(image, mode=mode)  # nothing to save: the exact path the command line has always taken
     large = image.width * image.height > LARGE_PICTURE_PIXELS
     if large:
         LARGE_DECODES.acquire()
@@ -89,9 +104,9 @@ def _decode_opened(image: Image.Image, budget: int, owned: bool) -> Image.Image:
         metadata = {k: v for k, v in image.info.items() if k != "transparency"}  # EXIF / XMP orientation
         image.seek(0)  # animated GIF / WebP: the first frame
         if owned and image.format == "JPEG":
-            image.draft("L", work_size(image.size, budget))  # the decoder scales by 1/2..1/8 itself
+            image.draft(mode, work_size(image.size, budget))  # the decoder scales by 1/2..1/8 itself
         image.load()
-        gray = _flatten_to_gray(image, owned)
+        gray = _flatten_to_gray(image, owned) if mode == "L" else _flatten_to_rgb(image, owned)
         target = work_size(gray.size, budget)
         if target != gray.size:
             gray = gray.resize(target, Image.Resampling.BOX, reducing_gap=None)

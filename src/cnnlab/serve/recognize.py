@@ -15,7 +15,9 @@ import numpy as np
 
 from ..data.normalize import normalize
 from ..explain import grad_cam, saliency
-from ..preprocess import NoDigitError, as_batch, prepare_digit, to_png_bytes
+from ..paper import WORK_SIDE
+from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
+from ..calibration import calibration_for, judge
 from ..segment import read_number
 from .decode import decode_picture
 
@@ -59,6 +61,19 @@ def feature_map_images(maps: list[tuple[str, np.ndarray]], max_channels: int = 3
     return out
 
 
+def _is_jpeg(source) -> bool:
+    """True when ``source`` (bytes, a path or a PIL image) holds a JPEG (its first three bytes say so)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[:3]) == b"\xff\xd8\xff"
+    if hasattr(source, "format"):  # a PIL image
+        return source.format == "JPEG"
+    try:
+        with open(source, "rb") as handle:
+            return handle.read(3) == b"\xff\xd8\xff"
+    except (OSError, TypeError, ValueError):
+        return False
+
+
 def heat_overlay_url(heat: np.ndarray, size: int = 112) -> str:
     """``(H, W)`` heat in ``[0, 1]`` -> a PNG data URL of a translucent colour map (transparent where the
     heat is 0), ``size`` pixels square, to lay over the picture the network saw."""
@@ -82,6 +97,7 @@ class Recognizer:
         self.model = model
         self.top_k = top_k
         self.lock = threading.Lock()
+        self.calibration = calibration_for(model)  # temperature and "not a digit" threshold, if calibrated
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """``(N, 28, 28)`` prepared digits -> ``(N, K)`` probabilities."""
@@ -110,9 +126,18 @@ class Recognizer:
         :class:`~cnnlab.preprocess.ImageError`.
         """
         k = self.top_k if k is None else k
-        picture = decode_picture(picture)  # decoded once (shrunk to a pixel budget), even for number mode
+        # Decoded once, in colour (colour tells printed rulings from ink). A photo (JPEG) for one digit is
+        # decoded at a reduced scale inside the decoder, as the photo steps were tuned on; anything else,
+        # and numbers, within a pixel budget (a 25-megapixel PNG must not cost a gigabyte).
+        if not number and _is_jpeg(picture):
+            picture = load_image(picture, mode="RGB", max_side=WORK_SIDE)
+        else:
+            picture = decode_picture(picture, mode="RGB")
         try:
-            digit = prepare_digit(picture)
+            digit = prepare_digit(picture, single=not number)
+            p, doubt = judge(self.probabilities(digit[None])[0], self.calibration)
+            if doubt is not None and not number:
+                raise NoDigitError(doubt)
         except NoDigitError as exc:
             result = {"prediction": None, "top_k": [], "probabilities": None, "processed": None, "message": str(exc)}
             if number:
@@ -122,7 +147,6 @@ class Recognizer:
             if explain:
                 result["explanation"] = None
             return result
-        p = self.probabilities(digit[None])[0]
         result = {
             "prediction": int(p.argmax()),
             "top_k": top_k(p, k),

@@ -1,0 +1,105 @@
+"""Calibrate a model's displayed confidence and choose its "not a digit" threshold on held-out digits.
+
+    CNNLAB_DATA=../shared/datasets python scripts/calibrate_recognition.py [--model M] [--out JSON]
+        [--reject 0.004]
+
+The held-out digits are the model's own validation split (the ``val_split`` and ``seed`` stored in its
+metadata; 5,000 of MNIST's training images for the bundled LeNet-5), never the test set. Each goes
+through the whole recognizer (``prepare_digit``, shape checks included), then:
+
+1. **temperature**: the T that minimizes the negative log-likelihood of ``softmax(log p / T)`` on them
+   (Guo et al., 2017, "On calibration of modern neural networks"); it changes no answer, only the
+   percentages shown;
+2. **threshold**: the temperature-scaled top probability under which an answer becomes "not a digit",
+   set so that at most ``--reject`` of these digits are turned away (shape checks included).
+
+Writes ``{temperature, min_confidence, weights_sha256, note}``; by default beside the bundled model
+(``src/cnnlab/models/lenet5-mnist.calibration.json``), which :func:`cnnlab.calibration.calibration_for`
+reads only while the weights' fingerprint matches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.optimize import minimize_scalar
+
+
+def nll(log_p: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of the labels under ``softmax(log_p / T)``."""
+    z = log_p / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_softmax = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_softmax[np.arange(len(labels)), labels].mean())
+
+
+def expected_calibration_error(p: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
+    confidence, predicted = p.max(axis=1), p.argmax(axis=1)
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            total += inside.mean() * abs(float((predicted[inside] == labels[inside]).mean()) - float(confidence[inside].mean()))
+    return total
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model file; default: the bundled one")
+    parser.add_argument("--out", help="where to write the calibration JSON; default: beside the bundled model")
+    parser.add_argument("--reject", type=float, default=0.004, help="share of held-out digits it may turn away")
+    parser.add_argument("--data-dir", default=None, help="dataset folder; default: $CNNLAB_DATA")
+    args = parser.parse_args(argv)
+
+    from cnnlab.data import load_dataset, train_val_split
+    from cnnlab.io import load_bundled_model, load_model
+    from cnnlab.preprocess import NoDigitError, prepare_digit
+    from cnnlab.calibration import Calibration, bundled_calibration_path, weights_fingerprint
+    from cnnlab.serve.recognize import model_inputs
+
+    model = load_model(args.model) if args.model else load_bundled_model()
+    config = ((getattr(model, "info", None) or {}).get("extra") or {}).get("config") or {}
+    val_count, seed = config.get("val_split") or 5000, config.get("seed", 0)
+    _, val = train_val_split(load_dataset("mnist", "train", args.data_dir, download=False, progress=False),
+                             val_count, seed=seed)
+    digits, labels, shape_rejected = [], [], 0
+    for image, label in zip(val.images[:, 0], val.labels):
+        try:
+            digits.append(prepare_digit(Image.fromarray(image)))
+            labels.append(int(label))
+        except NoDigitError:
+            shape_rejected += 1
+    labels = np.array(labels)
+    p = np.asarray(model.predict_proba(model_inputs(model, np.stack(digits))), np.float64)
+    log_p = np.log(np.clip(p, 1e-30, None))
+    fit = minimize_scalar(lambda t: nll(log_p, labels, t), bounds=(0.05, 20.0), method="bounded")
+    temperature = float(fit.x)
+    scaled = Calibration(temperature).scale(p)
+    n = len(val.labels)
+    allowed = max(0, int(np.floor(args.reject * n)) - shape_rejected)  # model rejections still allowed
+    top = np.sort(scaled.max(axis=1))
+    min_confidence = float(top[allowed]) if allowed > 0 else 0.0  # rejects exactly the `allowed` lowest
+    note = (f"fitted on {n} held-out MNIST training digits (val_split={val_count}, seed={seed}): "
+            f"T={temperature:.3f}; NLL {nll(log_p, labels, 1.0):.4f} -> {fit.fun:.4f}; "
+            f"ECE {expected_calibration_error(p, labels):.4f} -> {expected_calibration_error(scaled, labels):.4f}; "
+            f"{shape_rejected} rejected by shape, {allowed} more below {min_confidence:.4f} "
+            f"({(shape_rejected + allowed) / n:.2%} in all)")
+    out = Path(args.out) if args.out else bundled_calibration_path()
+    record = {"temperature": round(temperature, 6), "min_confidence": round(min_confidence, 6),
+              "weights_sha256": weights_fingerprint(model), "note": note}
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(note)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""A photo or scan of a sheet of paper -> the ink of the one mark written on it.
+
+A phone photo of an exercise book is not a drawing on a clean canvas: the light falls off across the
+sheet, a desk lamp makes a bright spot, the paper has printed squares or rulings, and the digit may be
+small and anywhere. A single global threshold sees the lighting and the grid, not the pen. These steps
+come first (each one is a no-op on a clean drawing), and :func:`cnnlab.preprocess.prepare_digit` goes
+on from their result exactly as before::
+
+    working_copy          RGB picture, long side at most WORK_SIDE (big photos shrunk first)
+    paper_brightness      per pixel, the brightest colour channel: a light-blue or red printed line is
+                          nearly white in it, while pen and pencil are dark in every channel
+    flatten_illumination  the paper's own brightness, estimated by a morphological closing larger than
+                          any stroke, is divided out: paper becomes 1 everywhere, whatever the light
+                          (dark_ink tells light-on-dark pictures apart; they are inverted here)
+    mark_components       ink = a threshold relative to the paper's noise, raised step by step while a
+                          faint grid or shading touching the frame still passes it; then
+      remove_rulings      long thin straight horizontal/vertical lines spanning most of the frame
+                          (rulings and grids in any colour: the line structure, long_lines) are removed
+                          where they are thin, and the strokes that crossed them are closed again;
+                          then 8-connected components
+    choose_mark           the written mark: the component with the most ink, not touching the frame
+                          (the sheet's edge, the desk, a shadow), with the strokes near it (a "5" whose
+                          bar came loose), specks dropped
+    core                  haze around the strokes (under CORE_FRACTION of the mark's peak) dropped
+
+The result, :class:`Sheet`, has the ink ``(h, w)`` with the background at 0 and the chosen mask, plus
+the intermediate pictures for ``cnnlab predict --show``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageChops
+from scipy import ndimage
+
+from .ink import grow_by_one, ink_mask, to_ink
+
+WORK_SIDE = 512  # photos are processed with their long side at most this (a digit 10% of the short side is ~38 px)
+SMALL_PICTURE = 64  # up to this size a picture is a crop or a drawing: no illumination to flatten
+CLEAN_FRACTION = 0.5  # half the pixels of exactly one value: a digital drawing, not a photo
+CLOSING_FRACTION = 1 / 6  # the paper's brightness is estimated over windows this fraction of the short side
+NOISE_SIGMAS = 6.0  # ink must stand this many noise deviations above the paper ...
+MIN_INK_STEP = 0.10  # ... and at least this much (on 0..1) to count as ink at all
+THRESHOLD_STEP = 0.05  # how much the threshold rises when it let a grid or shading through
+CORE_FRACTION = 0.3  # ink weaker than this fraction of the mark's peak is haze, not stroke
+SPECK_FRACTION = 0.02  # components with less than 2% of the main mark's ink are dust
+NEAR_FRACTION = 0.35  # strokes within this fraction of the mark's size around it belong to it
+LIGHT_INK_EVIDENCE = 3.0  # light strokes must stand out 3x more than dark ones to be taken for the ink
+POLARITY_STEP = 0.1  # departures from the local background smaller than this are paper texture or noise
+MAX_COVERAGE = 0.05  # ink touching the frame over 5% of the picture (after rulings): the grid or shading got in
+RULING_FRACTION = 0.7  # a printed line spans at least this fraction of the frame (a digit's bar: far less)
+MAX_LINE_THICKNESS = 5.0  # ... and is at most this thick on the 2x-pooled copy, 3 px dilation included
+LINE_RUN_FRACTION = 0.1  # ... and is made of straight runs this fraction of the frame long (tilt up to ~10 degrees)
+
+
+@dataclass
+class Sheet:
+    """What was found on the sheet: ``ink`` (h, w) in 0..1 (0 = paper), ``mask`` (h, w) of the chosen
+    mark, ``labels`` (h, w) of all the ink's components and the ``chosen`` ones, and the pictures of
+    the steps (``stages``: name -> PIL picture or (h, w) array in 0..1)."""
+
+    ink: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray
+    chosen: list[int]
+    stages: dict = field(default_factory=dict)
+
+
+def working_copy(picture: Image.Image) -> Image.Image:
+    """A PIL picture -> RGB, shrunk by area averaging so that the long side is at most
+    :data:`WORK_SIDE` (averaging keeps a thin stroke as a fainter line instead of dropping it)."""
+    picture = picture.convert("RGB")
+    longest = max(picture.size)
+    if longest > WORK_SIDE:
+        scale = WORK_SIDE / longest
+        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(size, Image.Resampling.BOX)
+    return picture
+
+
+def paper_brightness(rgb: Image.Image) -> np.ndarray:
+    """RGB picture -> ``(h, w)`` float32 in 0..1: the brightest channel of each pixel (HSV's value).
+
+    Printed rulings are light tints (light blue, pink, red): one of their channels stays near the paper's
+    white, so they almost vanish here. Pen and pencil absorb in every channel and stay dark.
+    """
+    red, green, blue = rgb.split()
+    brightest = ImageChops.lighter(ImageChops.lighter(red, green), blue)  # uint8, much faster than numpy
+    return np.asarray(brightest, dtype=np.float32) / 255.0
+
+
+def border_median(values: np.ndarray) -> float:
+    """Median of the outermost rows and columns: on a picture of one mark, the background's level."""
+    return float(np.median(np.concatenate([values[0], values[-1], values[:, 0], values[:, -1]])))
+
+
+def shrink(values: np.ndarray, factor: int) -> np.ndarray:
+    """``(h, w)`` float32 -> about ``(h / factor, w / factor)`` by block averaging (Pillow's reduce)."""
+    return np.asarray(Image.fromarray(values).reduce(factor), dtype=np.float32)
+
+
+def background(brightness: np.ndarray, dark_strokes: bool) -> np.ndarray:
+    """The background's brightness under the strokes, ``(h, w)``, for dark or for light strokes.
+
+    A grey closing (maximum then minimum filter) over windows larger than any stroke fills in the dark
+    strokes and keeps the slowly varying paper (it follows a lighting gradient exactly); an opening does
+    the same for light strokes. The paper varies slowly, so this is done on a 4x smaller copy (16x less
+    work) and enlarged again.
+    """
+    height, width = brightness.shape
+    if max(height, width) <= SMALL_PICTURE:  # a crop or a digital drawing: uniform background
+        return np.full_like(brightness, border_median(brightness))
+    small = shrink(brightness, 4)
+    size = max(3, int(min(small.shape) * CLOSING_FRACTION) | 1)
+    morphology = ndimage.grey_closing if dark_strokes else ndimage.grey_opening
+    smooth = ndimage.uniform_filter(morphology(small, size=(size, size)), size=size // 2 | 1)  # no blocky steps
+    return np.asarray(Image.fromarray(smooth).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def dark_ink(brightness: np.ndarray, closing: np.ndarray, opening: np.ndarray) -> bool:
+    """Is the ink darker than the background (a pen on paper) rather than lighter (MNIST, a white-on-black
+    canvas, a chalkboard)?
+
+    Small pictures are judged by their border, which is mostly background. On a photo the border may lie
+    in a shadow or on the desk, so each pixel is compared with the background around it instead: dark
+    strokes stand below the closing, light strokes above the opening; the ink is the side with the
+    larger strong departures (paper texture and noise, under :data:`POLARITY_STEP`, do not count),
+    with :data:`LIGHT_INK_EVIDENCE` in favour of dark ink.
+    """
+    if max(brightness.shape) <= SMALL_PICTURE:
+        return border_median(brightness) >= 0.5
+    darker = float(np.clip(closing - brightness - POLARITY_STEP, 0, None).sum())
+    lighter = float(np.clip(brightness - opening - POLARITY_STEP, 0, None).sum())
+    if darker == lighter:  # nothing stands out (blank): fall back to the border
+        return border_median(brightness) >= 0.5
+    # Pen on paper is by far the common case, and the desk or a shadow's edge adds departures both ways:
+    # light ink needs clear evidence (a white-on-black canvas has no dark departures at all).
+    return lighter <= LIGHT_INK_EVIDENCE * darker
+
+
+def flatten_illumination(brightness: np.ndarray) -> np.ndarray:
+    """``(h, w)`` brightness (1 = white) -> ink ``(h, w)`` in 0..1 with the paper at 0 everywhere.
+
+    Dark ink: the brightness is divided by the paper's (a pen stroke is as dark in the lamp's shadow as
+    in its light once the light is divided out). Light ink: the picture is inverted first, so its dark
+    background plays the paper.
+    """
+    closing, opening = background(brightness, True), background(brightness, False)
+    if dark_ink(brightness, closing, opening):
+        flat = brightness / np.maximum(closing, 0.05)
+    else:
+        flat = (1.0 - brightness) / np.maximum(1.0 - opening, 0.05)
+    return 1.0 - np.clip(flat, 0.0, 1.0)
+
+
+def opening_1d(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Binary opening of ``mask`` with a straight line ``length`` px long along ``axis``: the runs of at
+    least ``length`` pixels. Minimum then maximum filters along one axis cost O(pixels) at any length."""
+    as_bytes = mask.view(np.uint8)
+    eroded = ndimage.minimum_filter1d(as_bytes, length, axis=axis)
+    return ndimage.maximum_filter1d(eroded, length, axis=axis).astype(bool)
+
+
+def long_lines(mask: np.ndarray, axis: int) -> np.ndarray:
+    """The pixels of ``mask`` on straight lines along ``axis`` (1: horizontal) that span at least
+    :data:`RULING_FRACTION` of the frame: the rulings and grid lines, not a digit's bar.
+
+    Searched on a copy pooled 2x2 (any ink in the block; 4x less work) and dilated by 3 pixels across
+    the lines (and along them, to bridge the gaps of a faint line), so a line the camera tilted still holds straight runs :data:`LINE_RUN_FRACTION` of the
+    frame long (an opening with a line element keeps exactly those runs); the runs of one line overlap
+    and label as one piece, whose extent is measured.
+    """
+    height, width = mask.shape
+    pooled = np.asarray(Image.fromarray(mask.view(np.uint8) * 255).reduce(2)) > 0
+    across = 1 - axis
+    band = ndimage.maximum_filter1d(pooled.view(np.uint8), 3, axis=across)
+    band = ndimage.maximum_filter1d(band, 3, axis=axis).astype(bool)  # bridge the gaps of a faint line
+    runs = opening_1d(band, max(5, int(LINE_RUN_FRACTION * pooled.shape[axis])), axis)
+    labels, count = ndimage.label(runs, structure=np.ones((3, 3)))
+    if count == 0:
+        return np.zeros_like(mask)
+    extent = np.array([s[axis].stop - s[axis].start for s in ndimage.find_objects(labels)])
+    thickness = np.bincount(labels.ravel())[1:] / extent  # a printed line: its own width + the 2 px dilation
+    spanning = (extent >= RULING_FRACTION * pooled.shape[axis]) & (thickness <= MAX_LINE_THICKNESS)
+    spanning = np.concatenate([[False], spanning])
+    lines = spanning[labels].repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
+    return np.pad(lines, ((0, height - lines.shape[0]), (0, width - lines.shape[1]))) & mask
+
+
+def remove_rulings(mask: np.ndarray) -> np.ndarray:
+    """Remove printed rulings and grids from ``mask`` without eating the strokes that cross them.
+
+    Lines are found by :func:`long_lines` (straight, and spanning most of the frame, which no written
+    digit does). They are removed only where the mask is thin across them: a stroke crossing the line
+    is 6 or more pixels tall there and stays; a closing across the line then joins the halves of a
+    thin stroke it cut.
+    """
+    height, width = mask.shape
+    if min(height, width) <= SMALL_PICTURE or not mask.any():
+        return mask
+    # 1: horizontal lines, 0: vertical ones. A line spanning most of the frame needs ink in that many
+    # columns (rows): a picture without is skipped at the cost of one reduction (a canvas drawing).
+    lines = {axis: long_lines(mask, axis) if mask.any(axis=1 - axis).mean() >= RULING_FRACTION
+             else np.zeros_like(mask) for axis in (1, 0)}
+    removed = np.zeros_like(mask)
+    for axis, line in lines.items():
+        if line.any():
+            # 6+ pixels across the line (not counting the crossing grid line): a stroke lies there.
+            thick = opening_1d(mask & ~lines[1 - axis], 6, 1 - axis)
+            removed |= line & ~thick
+    if not removed.any():
+        return mask
+    cleaned = mask & ~removed
+    healed = np.zeros_like(mask)
+    for axis in (0, 1):  # closing = not(opening(not)): fills gaps of up to 4 px across a removed line
+        healed |= ~opening_1d(~cleaned, 5, axis)
+    return cleaned | (healed & removed)
+
+
+def noise_level(ink: np.ndarray) -> tuple[float, float]:
+    """(median, robust standard deviation) of ``ink``: paper dominates, so this is the paper's noise."""
+    sample = ink[::2, ::2] if ink.size > 40_000 else ink
+    median = float(np.median(sample))
+    return median, 1.4826 * float(np.median(np.abs(sample - median)))
+
+
+def touches_frame(slices, shape) -> bool:
+    rows, cols = slices
+    return rows.start == 0 or cols.start == 0 or rows.stop == shape[0] or cols.stop == shape[1]
+
+
+def mark_components(ink: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """Threshold the ink relative to the paper's noise, drop rulings, label 8-connected components.
+
+    Returns (labels, count, threshold). The threshold is :data:`NOISE_SIGMAS` robust deviations above
+    the paper, and at least :data:`MIN_INK_STEP` (JPEG noise on clean paper would otherwise be ink).
+    """
+    median, sigma = noise_level(ink)
+    threshold = median + max(NOISE_SIGMAS * sigma, MIN_INK_STEP)
+    # Where a faint grid or a shadow's edge still passes the threshold, it covers much of the frame and
+    # swallows the digit it touches: raise the threshold step by step (a pen is darker than a grid).
+    # A solid dark region (the desk, a deep shadow) does not shrink at a higher threshold: then the
+    # lower threshold is kept, since the pencil needs it.
+    labels, count = ndimage.label(remove_rulings(ink > threshold), structure=np.ones((3, 3)))
+    coverage = frame_coverage(labels, count)
+    for _ in range(4):
+        if coverage <= MAX_COVERAGE:
+            break
+        higher = threshold + THRESHOLD_STEP
+        higher_labels, higher_count = ndimage.label(remove_rulings(ink > higher), structure=np.ones((3, 3)))
+        higher_coverage = frame_coverage(higher_labels, higher_count)
+        if higher_coverage > 0.7 * coverage:
+            break
+        threshold, labels, count, coverage = higher, higher_labels, higher_count, higher_coverage
+    return labels, count, threshold
+
+
+def frame_coverage(labels: np.ndarray, count: int) -> float:
+    """Share of the picture covered by components that touch its frame (a grid, shading, the desk)."""
+    if count == 0:
+        return 0.0
+    boxes = ndimage.find_objects(labels, max_label=count)
+    touching = [k for k, b in enumerate(boxes, start=1) if b is not None and touches_frame(b, labels.shape)]
+    if not touching:
+        return 0.0
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    return float(sizes[touching].sum()) / labels.size
+
+
+def choose_mark(ink: np.ndarray, labels: np.ndarray, count: int) -> list[int]:
+    """Label numbers of the components that make up the written mark ([] when there is none).
+
+    The main component is the one with the most ink (a dark pen stroke outweighs a pale shadow);
+    components touching the frame (the sheet's edge, the desk, a shadow's border, a line running off the
+    page) only count when nothing else is there; the main one's neighbours within :data:`NEAR_FRACTION`
+    of its size are kept unless they are specks (under :data:`SPECK_FRACTION` of its ink).
+    """
+    if count == 0:
+        return []
+    index = np.arange(1, count + 1)
+    mass = ndimage.sum_labels(ink, labels, index)
+    boxes = ndimage.find_objects(labels, max_label=count)
+    inside = np.array([not touches_frame(b, labels.shape) for b in boxes])
+    candidates = inside if inside.any() else np.ones(count, bool)
+    main = int(np.argmax(np.where(candidates, mass, -1.0)))
+    rows, cols = boxes[main]
+    reach = NEAR_FRACTION * max(rows.stop - rows.start, cols.stop - cols.start)
+    chosen = []
+    for k, (r, c) in enumerate(boxes):
+        if not candidates[k] or mass[k] < SPECK_FRACTION * mass[main]:
+            continue
+        near = (r.start < rows.stop + reach and r.stop > rows.start - reach
+                and c.start < cols.stop + reach and c.stop > cols.start - reach)
+        if near:
+            chosen.append(k + 1)
+    return chosen
+
+
+def is_clean(gray: Image.Image) -> bool:
+    """Is this a digital drawing or a clean scan, with no light or paper to correct? Then at least
+    :data:`CLEAN_FRACTION` of its pixels share one exact value (a photo's noise never allows that),
+    and the quick path (Otsu's threshold) is both right and 3x faster."""
+    histogram = gray.histogram()
+    return max(histogram) >= CLEAN_FRACTION * gray.width * gray.height
+
+
+def find_mark(picture: Image.Image) -> Sheet:
+    """A picture -> :class:`Sheet`: the flattened ink of the written mark and how it was found.
+
+    An empty ``chosen`` list means no mark (the caller says "no digit found"). Small pictures (at most
+    :data:`SMALL_PICTURE` pixels: MNIST, a crop, an 8x8 scan enlarged) have no sheet around the digit
+    (it may fill them edge to edge), and clean ones (a canvas drawing, :func:`is_clean`) no light to
+    correct; both keep the simple path: polarity from the border, Otsu's
+    threshold, specks dropped (:func:`cnnlab.preprocess.ink_mask`, which raises ``NoDigitError``).
+    """
+    rgb = working_copy(picture)
+    gray = rgb.convert("L")
+    if max(rgb.size) <= SMALL_PICTURE or is_clean(gray):
+        ink = to_ink(np.asarray(gray, dtype=np.float32) / 255.0)
+        mask = ink_mask(ink)
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        stages = {"original": rgb, "flattened": 1.0 - ink, "ink mask": mask, "chosen": mask}
+        return Sheet(ink=ink, mask=mask, labels=labels, chosen=list(range(1, count + 1)), stages=stages)
+    ink = flatten_illumination(paper_brightness(rgb))
+    labels, count, threshold = mark_components(ink)
+    chosen = choose_mark(ink, labels, count)
+    mask = np.isin(labels, chosen) if chosen else np.zeros(labels.shape, bool)
+    if chosen:
+        # The mark's core: ink weaker than a fraction of its peak is the blur and haze around it.
+        peak = float(ink[mask].max())
+        core = ink > threshold + CORE_FRACTION * max(peak - threshold, 0.0)
+        mask &= grow_by_one(core & mask)
+    stages = {"original": rgb, "flattened": 1.0 - ink, "ink mask": labels > 0, "chosen": mask}
+    return Sheet(ink=ink.astype(np.float32), mask=mask, labels=labels, chosen=chosen, stages=stages)
