@@ -29,6 +29,8 @@ from .engine.model import Sequential
 
 FORMAT_VERSION = 1
 BUNDLED_MODEL = "lenet5-mnist.safetensors"
+#: The models that ship inside the package, by the name ``--model`` takes.
+BUNDLED_MODELS = {"digits": BUNDLED_MODEL, "fashion": "fashion-vgg-mini.safetensors"}
 
 #: Limits a model file must stay within before anything is built from it: a file cannot make cnnlab
 #: allocate what it asks for (the parameters must match tensors present in the file, and Sequential caps
@@ -159,13 +161,16 @@ def load_model(path: str | os.PathLike) -> Sequential:
     return model
 
 
-def bundled_model_path() -> Path:
-    """Path of the LeNet-5 model trained on MNIST that ships inside the package."""
-    return Path(str(resources.files("cnnlab") / "models" / BUNDLED_MODEL))
+def bundled_model_path(name: str = "digits") -> Path:
+    """Path of a model that ships inside the package: ``"digits"`` (LeNet-5 trained on MNIST, the default)
+    or ``"fashion"`` (vgg-mini trained on Fashion-MNIST)."""
+    if name not in BUNDLED_MODELS:
+        raise ModelFileError(f"no bundled model called {name!r}; expected one of: {', '.join(BUNDLED_MODELS)}")
+    return Path(str(resources.files("cnnlab") / "models" / BUNDLED_MODELS[name]))
 
 
-def load_bundled_model() -> Sequential:
-    path = bundled_model_path()
+def load_bundled_model(name: str = "digits") -> Sequential:
+    path = bundled_model_path(name)
     if not path.is_file():
         raise ModelFileError(f"the bundled model is missing from this installation ({path})")
     return load_model(path)

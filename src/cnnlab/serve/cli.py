@@ -15,13 +15,23 @@ from pathlib import Path
 
 import click
 
-MODEL_HELP = "model file (.safetensors); default: the LeNet-5 trained on MNIST that ships with cnnlab"
+MODEL_HELP = ("model file (.safetensors), or a bundled model: digits (LeNet-5 on MNIST, the default) or "
+              "fashion (vgg-mini on Fashion-MNIST)")
 
 
 def _load(model_path):
-    from ..io import load_bundled_model, load_model
+    """A model file, a bundled model by name (``digits``, ``fashion``), or the default bundled one."""
+    from ..engine.errors import ModelFileError
+    from ..io import BUNDLED_MODELS, load_bundled_model, load_model
 
-    return load_model(model_path) if model_path else load_bundled_model()
+    if model_path is None:
+        return load_bundled_model()
+    if str(model_path) in BUNDLED_MODELS and not Path(model_path).exists():
+        return load_bundled_model(str(model_path))
+    if not Path(model_path).exists() and not Path(model_path).suffix:  # a name, not a path: say which exist
+        raise ModelFileError(f"no model file or bundled model called {str(model_path)!r}; bundled: "
+                             f"{', '.join(BUNDLED_MODELS)}")
+    return load_model(model_path)
 
 
 def _show(picture, result: dict, out: Path) -> None:
@@ -126,8 +136,11 @@ def _print_result(result: dict, number: bool) -> None:
         return
     for entry in result["top_k"]:
         bar = "#" * round(entry["probability"] * 30)
-        click.echo(f"  {entry['label']}  {entry['probability']:7.2%}  {bar}")
-    click.echo(f"  answer: {result['prediction']}")
+        label = f"{entry['label']} {entry['name']}" if "name" in entry else str(entry["label"])
+        click.echo(f"  {label:<4}  {entry['probability']:7.2%}  {bar}")
+    name = result.get("class_name")
+    click.echo(f"  answer: {name} (class {result['prediction']})" if name is not None else
+               f"  answer: {result['prediction']}")
 
 
 @click.command()

@@ -15,7 +15,9 @@ import numpy as np
 
 from ..data.normalize import normalize
 from ..explain import grad_cam, saliency
+from ..engine.errors import ConfigError
 from ..paper import WORK_SIDE
+from ..picture import prepare_resized, uses_resize
 from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
 from ..calibration import calibration_for, judge
 from ..segment import read_number
@@ -98,6 +100,10 @@ class Recognizer:
         self.top_k = top_k
         self.lock = threading.Lock()
         self.calibration = calibration_for(model)  # temperature and "not a digit" threshold, if calibrated
+        info = getattr(model, "info", None) or {}
+        self.preprocessing = info.get("preprocessing") or {}
+        self.class_names = list(info.get("class_names") or [])
+        self.whole_picture = uses_resize(self.preprocessing)  # clothes, photos: no digit pipeline
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """``(N, 28, 28)`` prepared digits -> ``(N, K)`` probabilities."""
@@ -117,6 +123,33 @@ class Recognizer:
                 heat, method, layer = raw / max(float(raw.max()), 1e-12), "saliency", None
         return {"label": int(label), "method": method, "layer": layer, "heatmap": heat_overlay_url(heat)}
 
+    def name_classes(self, result: dict) -> dict:
+        """Add the class names stored with the model: ``class_name`` and a ``name`` per top-k entry."""
+        if self.class_names and result.get("prediction") is not None:
+            result["class_name"] = self.class_names[result["prediction"]]
+            for entry in result["top_k"]:
+                entry["name"] = self.class_names[entry["label"]]
+        return result
+
+    def recognize_whole(self, picture, *, features: bool = False, explain: bool = False, k: int) -> dict:
+        """The answer of a whole-picture model (Fashion-MNIST, CIFAR-10): resized, no digit checks."""
+        x = prepare_resized(picture, self.preprocessing, self.model.input_shape)  # (C, H, W) in [0, 1]
+        inputs = normalize(x[None], self.preprocessing)
+        with self.lock:
+            p = np.asarray(self.model.predict_proba(inputs), dtype=np.float64)[0]
+        shown = x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0)
+        result = {"prediction": int(p.argmax()), "top_k": top_k(p, k), "probabilities": [round(float(v), 6) for v in p],
+                  "processed": png_data_url(shown)}
+        if features:
+            with self.lock:
+                result["feature_maps"] = feature_map_images(self.model.feature_maps(inputs))
+        if explain:
+            with self.lock:
+                cam = grad_cam(self.model, inputs, result["prediction"])
+            result["explanation"] = {"label": result["prediction"], "method": "grad-cam", "layer": cam.layer,
+                                     "heatmap": heat_overlay_url(cam.upsampled(x.shape[1:])[0])}
+        return self.name_classes(result)
+
     def recognize(self, picture, *, number: bool = False, features: bool = False, explain: bool = False,
                   k: int | None = None) -> dict:
         """The JSON answer for one picture (path, bytes or PIL image).
@@ -126,6 +159,11 @@ class Recognizer:
         :class:`~cnnlab.preprocess.ImageError`.
         """
         k = self.top_k if k is None else k
+        if self.whole_picture:
+            if number:
+                raise ConfigError("this model reads whole pictures (its training data was not digits): "
+                                  "reading a number needs a digit model")
+            return self.recognize_whole(picture, features=features, explain=explain, k=k)
         # Decoded once, in colour (colour tells printed rulings from ink). A photo (JPEG) for one digit is
         # decoded at a reduced scale inside the decoder, as the photo steps were tuned on; anything else,
         # and numbers, within a pixel budget (a 25-megapixel PNG must not cost a gigabyte).
@@ -161,7 +199,7 @@ class Recognizer:
             result["explanation"] = self.explanation(digit, result["prediction"])
         if number:
             result.update(self.read_number(picture, k))
-        return result
+        return self.name_classes(result)
 
     def read_number(self, picture, k: int) -> dict:
         """``{"number": "504192", "digits": [{"label", "probability", "top_k", "box", "processed"}]}``."""

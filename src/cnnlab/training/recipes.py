@@ -28,7 +28,9 @@ def load_data(config, echo=print):
 
 #: Datasets made the way MNIST was (NIST's pipeline: light ink on dark, cropped, centred by mass in 28x28):
 #: a model trained on them reads pictures with the digit pipeline (cnnlab.preprocess).
-DIGIT_STYLE = ("mnist", "fashion-mnist", "qmnist", "kmnist", "emnist-digits", "emnist-letters")
+DIGIT_STYLE = ("mnist", "qmnist", "kmnist", "emnist-digits", "emnist-letters")
+#: Light objects on black, filling the 28x28 frame: whole pictures, inverted when light (cnnlab.picture).
+WHOLE_LIGHT_ON_DARK = ("fashion-mnist",)
 
 
 def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) -> dict:
@@ -41,10 +43,15 @@ def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) ->
     from ..data.normalize import MNIST_PREPROCESSING
 
     if dataset_name.lower() in DIGIT_STYLE:
-        pre = dict(MNIST_PREPROCESSING)
+        pre = {**MNIST_PREPROCESSING, "pipeline": "digit"}
+    elif dataset_name.lower() in WHOLE_LIGHT_ON_DARK:
+        pre = {**MNIST_PREPROCESSING, "pipeline": "resize"}
     else:
         c, h, w = sample_shape  # the same scaling (÷255), pictures taken as they are
         pre = {**MNIST_PREPROCESSING, "polarity": "as-is", "size": [h, w], "channels": c}
+        # Colour pictures (CIFAR-10, folders of photos) are read whole; gray folders keep the digit
+        # pipeline, which is what they are mostly made of (a folder of handwritten characters).
+        pre["pipeline"] = "resize" if c == 3 else "digit"
     if standardize_with is not None:  # statistics of pixels ÷ 255, the scale above
         from ..data import channel_stats
 
