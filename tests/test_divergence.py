@@ -89,6 +89,7 @@ def test_cli_diverges_keeps_the_checkpoint_and_resume_with_lr_rescues(fake_mnist
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stop_reason"] == "diverged" and summary["epochs_done"] == 0 and "10x" in summary["error"]
     assert not (run / "model.safetensors").exists()  # the diverged weights are not the run's model
+    assert not (run / "run.lock").exists()  # the lock is released after a divergence too
     with safe_open(str(run / "checkpoint.safetensors"), framework="numpy") as fh:
         assert json.loads(fh.metadata()["cnnlab-checkpoint"])["epoch"] == 0
 

@@ -11,6 +11,7 @@
       checkpoint.safetensors weights + optimizer state + epoch + random generator states (see below)
       curves.png             cost and accuracy, training vs validation
       summary.json           how it ended: stop reason, epochs, best validation and test accuracy, time
+      run.lock               only while a process trains the run: its PID (a second training is refused)
 
 The checkpoint (:mod:`cnnlab.training.checkpoint`) and every other file are written atomically, and
 nothing is pickled: opening a run folder executes no code. What a config turns into (data, model,
@@ -19,6 +20,7 @@ optimizer) is in :mod:`cnnlab.training.recipes`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -32,6 +34,7 @@ from ..engine.backend import get_xp
 from ..engine.errors import ConfigError, NumericalError
 from .callbacks import Callback
 from .checkpoint import jsonable, load_checkpoint, save_checkpoint
+from .lock import RunLock
 from .recipes import build_model, build_optimizer, build_schedule, load_data, preprocessing_for
 
 METRIC_COLUMNS = ("epoch", "train_cost", "train_accuracy", "val_cost", "val_accuracy", "lr", "seconds")
@@ -181,6 +184,13 @@ RESUME_OPTIONS = ("epochs", "progress", "test", "device", "lr")
 
 
 def train_run(config, resume: str | os.PathLike | None = None, echo=print, callbacks=()):
+    """Train as ``cnnlab train`` does (see :func:`_train_run`), holding the run folder's lock
+    (:class:`~cnnlab.training.lock.RunLock`) while training: a second training of the same run is refused."""
+    with contextlib.ExitStack() as locks:
+        return _train_run(config, resume, echo, callbacks, locks)
+
+
+def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack):
     """Train as ``cnnlab train`` does: a new run folder for ``config``, or continue the run ``resume``.
 
     Returns ``(run_folder, history, model)``. With ``resume``, ``config`` may only change ``epochs`` (to
@@ -199,6 +209,7 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     changes: list[dict] = []  # options changed on resume, over the run's whole life (config.json)
     if resume is not None:
         run = RunFolder.open(resume)
+        locks.enter_context(RunLock(run.path, echo))  # before reading anything another process may rewrite
         record = run.read_config()
         saved = TrainConfig.from_dict(record["config"], str(run.config))
         given = {} if config is None else {k: getattr(config, k, None) for k in RESUME_OPTIONS}
@@ -227,6 +238,7 @@ def train_run(config, resume: str | os.PathLike | None = None, echo=print, callb
     if resume is None:
         stem = f"{config.arch.replace(':', '-')}-{config.dataset.replace(':', '-').replace('/', '-')}"
         run = RunFolder.create(config.out, config.name, stem=stem)
+        locks.enter_context(RunLock(run.path, echo))  # a --resume of it while it trains is refused
     else:
         meta = load_checkpoint(run.checkpoint, model, optimizer)
         initial_epoch = meta["epoch"]
