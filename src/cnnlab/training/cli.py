@@ -38,6 +38,9 @@ def _split_value(text: str | None):
 @click.option("--init", help="Weight initializer: default (1/sqrt(n_in)), large, glorot, he, uniform.")
 @click.option("--dataset", help="mnist, fashion-mnist, cifar10 or folder:PATH.  [mnist]")
 @click.option("--data-dir", help="Data folder (default: $CNNLAB_DATA, else ~/.cache/cnnlab).")
+@click.option("--folder-mode", type=click.Choice(["auto", "digit", "gray", "rgb"]),
+              help="Image folders: digit (gray 28x28, centred as MNIST), gray, rgb (32x32), or auto: what most "
+                   "pictures are.  [auto]")
 @click.option("--epochs", type=int, help="Number of epochs.  [10]")
 @click.option("--batch-size", type=int, help="Mini-batch size.  [100]")
 @click.option("--optimizer", help="sgd, momentum, nesterov, adam, adamw.  [adam]")
@@ -167,7 +170,9 @@ def evaluate(model, dataset, split, data_dir, as_json, out, plots, max_images, b
 
     net, folder, label = _model_and_folder(model)
     dataset = dataset or net.info.get("extra", {}).get("dataset") or "mnist"
-    data = load_dataset(dataset, split, data_dir, progress=not as_json)
+    # an image folder is read in the mode the model was trained in (its input: gray 28x28, rgb 32x32...)
+    mode = net.info.get("extra", {}).get("config", {}).get("folder_mode", "auto")
+    data = load_dataset(dataset, split, data_dir, progress=not as_json, mode=mode)
     result = evaluate_dataset(net, data, batch_size=batch_size)
     note = click.echo if not as_json else (lambda text: click.echo(text, err=True))
     if as_json:

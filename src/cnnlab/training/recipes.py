@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 
@@ -14,7 +15,13 @@ def load_data(config, echo=print):
     from ..data.loading import load_dataset
     from ..data.splits import first_n, train_val_split
 
-    full = load_dataset(config.dataset, "train", config.data_dir, progress=config.progress)
+    folder = config.dataset.startswith("folder:")
+    if folder and config.test:
+        check_folder_test_split(config.dataset[len("folder:"):])
+    full = load_dataset(config.dataset, "train", config.data_dir, progress=config.progress,
+                        mode=config.folder_mode)
+    for note in full.notes:  # e.g. which picture mode an image folder was read in, and why
+        echo(f"data: {note}")
     train, val = full, None
     if config.val_split:
         count = int(config.val_split) if config.val_split >= 1 else float(config.val_split)
@@ -24,6 +31,22 @@ def load_data(config, echo=print):
     echo(f"data: {config.dataset}, {len(train):,} training images"
          + (f", {len(val):,} validation images" if val is not None else ", no validation set"))
     return train, val, full.class_names
+
+
+def check_folder_test_split(path: str) -> None:
+    """The final test step needs ``train/`` and ``test/`` with the same classes: say so before training,
+    not after the last epoch."""
+    from ..data.folder import has_test_split, split_classes
+
+    if not Path(path).expanduser().is_dir():
+        return  # the loader says that the folder does not exist
+    if not has_test_split(path):
+        raise ConfigError(f"--test measures the final model on a test split, but {path} has no train/ and test/ "
+                          f"sub-folders (one sub-folder per class in each): add them, or give --no-test")
+    train, test = split_classes(path, "train"), split_classes(path, "test")
+    if train != test:
+        raise ConfigError(f"{path}: test/ must have the same class sub-folders as train/; train/ has "
+                          f"{', '.join(train) or 'none'}, test/ has {', '.join(test) or 'none'}")
 
 
 def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) -> dict:

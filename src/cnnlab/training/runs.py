@@ -220,6 +220,10 @@ def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack):
     except ConfigError as exc:
         raise ConfigError(f"{exc}" + (" (or resume it on the CPU: --device cpu)" if resume else "")) from None
     train, val, class_names = load_data(config, echo)
+    if train.mode is not None and config.folder_mode == "auto":
+        # an image folder read in the mode its majority chose: the test split, a resume and the run's
+        # record use that mode, whatever pictures are added later
+        config = config.replace(folder_mode=train.mode)
     # Everything that can still refuse an option is built before the run folder exists, so a bad
     # option leaves nothing behind.
     model = build_model(config, train.sample_shape, len(class_names))
@@ -294,7 +298,8 @@ def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack):
     if config.test and history.stop_reason != "interrupted":
         from ..data.loading import load_dataset
 
-        result = evaluate(model, load_dataset(config.dataset, "test", config.data_dir, progress=config.progress),
+        test = load_dataset(config.dataset, "test", config.data_dir, progress=config.progress, mode=config.folder_mode)
+        result = evaluate(model, test,
                           preprocessing=preprocessing, device=config.device)
         summary["test_accuracy"] = result.accuracy
         echo(f"test accuracy: {result.accuracy:.2%} on {result.n:,} images")
