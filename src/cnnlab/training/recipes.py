@@ -23,10 +23,21 @@ def load_data(config, echo=print):
     for note in full.notes:  # e.g. which picture mode an image folder was read in, and why
         echo(f"data: {note}")
     train, val = full, None
+    # The sizes are checked here, in the options' own names (the split functions only know their arguments).
+    total = len(full)
     if config.val_split:
         count = int(config.val_split) if config.val_split >= 1 else float(config.val_split)
+        held = count if isinstance(count, int) else int(round(count * total))
+        if not 1 <= held <= total - 1:
+            raise ConfigError(f"--val-split {config.val_split:g} holds out {held} of the {total:,} training images; "
+                              f"it must leave at least one on each side (a count from 1 to {total - 1:,}, "
+                              f"or a fraction), or 0 for no validation set")
         train, val = train_val_split(full, count, seed=config.seed)
     if config.train_subset:
+        if config.train_subset > len(train):
+            left = f" left after holding out {len(val):,} for validation" if val is not None else ""
+            raise ConfigError(f"--train-subset {config.train_subset:,} is more than the {len(train):,} training "
+                              f"images{left}; give at most {len(train):,}")
         train = first_n(train, config.train_subset)
     echo(f"data: {config.dataset}, {len(train):,} training images"
          + (f", {len(val):,} validation images" if val is not None else ", no validation set"))
@@ -83,6 +94,7 @@ def build_model(config, sample_shape, num_classes: int):
             if not isinstance(spec, dict) or "type" not in spec:
                 raise ConfigError(f"layers[{i}]: expected a table with a 'type' key, received {spec!r}")
             options = spec.get("config", {k: v for k, v in spec.items() if k not in ("type", "name")})
+            check_layer_options(i, spec["type"], options)
             specs.append({"type": spec["type"], "name": spec.get("name"), "config": options})
         return Sequential.from_config({"name": "custom", "input_shape": list(sample_shape), "layers": specs},
                                       seed=config.seed)
@@ -92,6 +104,60 @@ def build_model(config, sample_shape, num_classes: int):
         # cross-entropy costs use sigmoid output units (the preset's default).
         options["output"] = "softmax" if get_loss(config.loss).fused_activation == "Softmax" else "sigmoid"
     return build(config.arch, sample_shape, num_classes, seed=config.seed, **options)
+
+
+def check_layer_options(index: int, kind, options) -> None:
+    """A layer's options against its constructor, so a typo (``unit = 10``) is named as the user wrote it,
+    with the options the layer takes — not Python's "Dense.__init__() got an unexpected keyword"."""
+    import inspect
+
+    from ..engine.layers import LAYER_TYPES
+
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
+        raise ConfigError(f"layers[{index}]: unknown layer type {kind!r}; expected one of: {', '.join(sorted(LAYER_TYPES))}")
+    if not isinstance(options, dict):
+        raise ConfigError(f"layers[{index}] ({kind}): config must be a table of options, received {options!r}")
+    params = {name: p for name, p in inspect.signature(LAYER_TYPES[kind].__init__).parameters.items()
+              if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = [k for k in options if k not in params]
+    if unknown:
+        raise ConfigError(f"layers[{index}] ({kind}): unknown option {', '.join(map(repr, unknown))}; "
+                          f"expected some of: {', '.join(params) or 'none'}")
+    missing = [k for k, p in params.items() if p.default is p.empty and k not in options]
+    if missing:
+        raise ConfigError(f"layers[{index}] ({kind}): option {', '.join(map(repr, missing))} is required")
+
+
+def build_augmentation(config):
+    """The :class:`~cnnlab.data.augment.Augmentation` of a config (or None), its options checked here:
+    names against the ones it has, numbers finite — ``rotation = nan`` would otherwise turn every image."""
+    import dataclasses
+    import math
+
+    if not config.augment:
+        return None
+    from ..data.augment import Augmentation
+
+    accepted = [f.name for f in dataclasses.fields(Augmentation) if f.init]
+    options = {}
+    for key, value in config.augment_options.items():
+        name = str(key).replace("-", "_")
+        if name not in accepted:
+            raise ConfigError(f"augment_options: unknown option {key!r}; expected some of: {', '.join(accepted)}")
+        if name == "fill":
+            ok = isinstance(value, str)
+        elif name == "seed":
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok:
+            expected = {"fill": "text", "seed": "a non-negative integer"}.get(name, "a finite number")
+            raise ConfigError(f"augment_options.{key} must be {expected}, received {value!r}")
+        options[name] = value
+    try:
+        return Augmentation(**options)
+    except ConfigError as exc:  # a range: "rotation must be >= 0", named as the config has it
+        raise ConfigError(f"augment_options: {str(exc).removeprefix('Augmentation: ')}") from None
 
 
 def build_optimizer(config, n_train: int):

@@ -35,7 +35,8 @@ from ..engine.errors import ConfigError, NumericalError
 from .callbacks import Callback
 from .checkpoint import jsonable, load_checkpoint, save_checkpoint
 from .lock import RunLock
-from .recipes import build_model, build_optimizer, build_schedule, load_data, preprocessing_for
+from .recipes import (build_augmentation, build_model, build_optimizer, build_schedule, load_data,
+                      preprocessing_for)
 
 METRIC_COLUMNS = ("epoch", "train_cost", "train_accuracy", "val_cost", "val_accuracy", "lr", "seconds")
 
@@ -230,14 +231,7 @@ def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack):
     loss = get_loss(config.loss)
     optimizer, weight_decay = build_optimizer(config, len(train))
     schedule = build_schedule(config)
-    augment = None
-    if config.augment:
-        from ..data.augment import Augmentation
-
-        try:
-            augment = Augmentation(**config.augment_options)
-        except TypeError as exc:  # an unknown option, or text where a number belongs
-            raise ConfigError(f"augment_options: {exc}") from None
+    augment = build_augmentation(config)
     history, initial_epoch = History(), 0
     if resume is None:
         stem = f"{config.arch.replace(':', '-')}-{config.dataset.replace(':', '-').replace('/', '-')}"
