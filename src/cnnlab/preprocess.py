@@ -313,7 +313,7 @@ MIN_MARK_PIXELS = 5  # a mark smaller than this (at the working size) is a speck
 MIN_MARK_CONTRAST = 0.12  # the mark's darkest ink, once the paper is flattened to 0 (faint pencil: ~0.2)
 
 
-def prepare_digit(image, *, single: bool = True, stages: dict | None = None) -> np.ndarray:
+def prepare_digit(image, *, single: bool = True, stages: dict | None = None, check: bool = True) -> np.ndarray:
     """Any picture of one digit -> float32 ``(28, 28)`` in ``[0, 1]``, light on dark, MNIST-style.
 
     ``image`` may be a path, bytes, a PIL image or an array (see :func:`to_gray`). The written mark is
@@ -321,7 +321,8 @@ def prepare_digit(image, *, single: bool = True, stages: dict | None = None) -> 
     components chosen), checked to be shaped like one digit (:func:`cnnlab.reject.check_mark`; with
     ``single=False``, number mode, several digits are fine), then cropped, stroke-normalized, fitted in
     20x20 and centred by mass in 28x28. Pass a dict as ``stages`` to receive the intermediate pictures
-    (name -> array in 0..1) that ``cnnlab predict --show`` draws.
+    (name -> array in 0..1) that ``cnnlab predict --show`` draws. ``check=False`` skips the shape checks
+    (a dataset's pictures are whatever its classes are: a dash, a letter).
 
     Raises :class:`NoDigitError` on a blank picture (:class:`cnnlab.reject.NotADigitError` on a mark
     that is not a digit) and :class:`ImageError` on an unreadable one.
@@ -338,7 +339,8 @@ def prepare_digit(image, *, single: bool = True, stages: dict | None = None) -> 
     if contrast < MIN_MARK_CONTRAST:
         raise NoDigitError(f"no digit found: ink and background differ by only {contrast:.2f} "
                            f"(need {MIN_MARK_CONTRAST})")
-    check_mark(sheet.mask, sheet.labels, sheet.chosen, single=single)
+    if check:
+        check_mark(sheet.mask, sheet.labels, sheet.chosen, single=single)
     # Only the region around the mark matters from here on; cropping now makes the rest cheaper.
     rows, cols = np.flatnonzero(sheet.mask.any(axis=1)), np.flatnonzero(sheet.mask.any(axis=0))
     region = np.s_[max(rows[0] - 1, 0) : rows[-1] + 2, max(cols[0] - 1, 0) : cols[-1] + 2]

@@ -35,6 +35,8 @@ HOSTILE = [  # (argv, what the message must mention)
     (["train", "--name", "../../escaped", "--out", "{tmp}/runs", "--epochs", "1"], "plain folder name"),
     (["train", "--name", "a/b", "--out", "{tmp}/runs", "--epochs", "1"], "plain folder name"),
     (["train", "--name", "..", "--out", "{tmp}/runs", "--epochs", "1"], "plain folder name"),
+    (["train", "--folder-mode", "sepia", "--out", "{tmp}/runs"], "--folder-mode"),
+    (["train", "--resume", "{tmp}/runs", "--lr", "nan"], "lr must be a finite number"),
     (["bench", "layers", "--batch", "0"], "--batch"),
     (["serve", "--port", "0"], "--port"),
     (["predict", "--example", "--top-k", "0"], "--top-k"),

@@ -186,7 +186,7 @@ def test_diverged_and_failed_trials_do_not_stop_the_others(mnist, tmp_path):
     lines = []
     outcomes, results = run_sweep(grid, tmp_path, jobs=1, echo=lines.append)
     assert [o.status for o in outcomes] == ["diverged", "failed", "finished"]
-    assert "validation split" in outcomes[1].error and "epoch 1" in outcomes[0].error
+    assert "--val-split 70000 holds out 70000" in outcomes[1].error and "epoch 1" in outcomes[0].error
     assert [r.status for r in results] == ["diverged", "not run", "finished"]
     assert any("failed" in line for line in lines)
     again, _ = run_sweep(grid, tmp_path, jobs=1, echo=quiet)

@@ -78,8 +78,10 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert code == 2 and "unknown architecture 'resnet'" in err and "Traceback" not in err
     code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "missing"))
     assert code == 2 and "run folder not found" in err
-    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "missing"), "--lr", "0.1")
-    assert code == 2 and "only --epochs, --progress, --test, --device may be given, received lr" in err
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "missing"), "--batch-size", "5",
+                           "--lambda", "1", "--no-val-cost")
+    assert code == 2 and ("only --epochs, --progress, --test, --device, --lr may be given, "
+                          "received --batch-size, --lambda, --val-cost") in err
     code, _, err = run_cli(capsys, "train", *SMALL, "--epochs", "0", "--out", str(tmp_path))
     assert code == 2 and "epochs must be a positive integer" in err
     code, _, err = run_cli(capsys, "train", *SMALL, "--val-split", "ten")

@@ -26,6 +26,9 @@ SIDE = 32
 CHANNELS = 3
 RECORD_BYTES = 1 + CHANNELS * SIDE * SIDE
 ARCHIVE_FOLDER = "cifar-10-batches-bin"
+#: The largest batch file accepted from an archive: 50,000 records, all of CIFAR-10's training set in one
+#: (the real batches hold 10,000: 30.7 MB).
+MAX_BATCH_BYTES = 50_000 * RECORD_BYTES
 
 
 def parse_cifar_batch(payload: bytes, source="<bytes>", num_classes: int = 10):
@@ -104,6 +107,10 @@ def extract_batches(archive: Path, dest: Path, names: tuple[str, ...]) -> Path:
                 fh = tar.extractfile(member)
                 if fh is None:
                     raise DataError(f"{archive}: member {member.name} is not a regular file")
+                # The member's size is the archive's say-so: check it before reading that much.
+                if not 0 < member.size <= MAX_BATCH_BYTES or member.size % RECORD_BYTES:
+                    raise DataError(f"{archive}: member {member.name} claims {member.size:,} bytes; a CIFAR-10 batch "
+                                    f"is a positive multiple of {RECORD_BYTES:,} bytes, at most {MAX_BATCH_BYTES:,}")
                 write_bytes(out / name, fh.read())
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"{archive}: cannot extract the CIFAR-10 archive ({exc})") from exc

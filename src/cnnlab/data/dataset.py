@@ -25,6 +25,8 @@ class Dataset:
         split: ``"train"``, ``"test"``, ``"val"``, ...
         source: the folder (or file) the data was read from, ``None`` for data made in memory.
         verified: True when the files matched the SHA-256 digests known for them.
+        mode: for image folders, how the pictures were converted (``"digit"``, ``"gray"``, ``"rgb"``).
+        notes: what the loader decided on the user's behalf, as sentences (e.g. why that mode).
     """
 
     images: np.ndarray
@@ -34,6 +36,8 @@ class Dataset:
     split: str = "train"
     source: Path | None = None
     verified: bool = False
+    mode: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.dtype != np.uint8:

@@ -96,6 +96,7 @@ def _gunzip_bounded(raw: bytes, path) -> bytes:
     """
     parts: list[bytes] = []
     size, limit, announced = 0, MAX_PAYLOAD_BYTES, None
+    head = b""  # the first bytes, until the IDX header in them is complete
     data = raw
     while data:
         inflater = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around the deflate stream
@@ -104,10 +105,19 @@ def _gunzip_bounded(raw: bytes, path) -> bytes:
             data = inflater.unconsumed_tail
             parts.append(chunk)
             size += len(chunk)
-            if announced is None and size >= 4:
-                announced = _announced_size(b"".join(parts)[:4 + 4 * 255])
+            if announced is None and len(head) < 4 + 4 * 255:
+                head = (head + chunk)[:4 + 4 * 255]
+                if len(head) >= 4 and (head[:2] != b"\0\0" or head[2] not in IDX_DTYPES or head[3] == 0):
+                    # no IDX header: nothing to inflate further for (parse_idx names what is wrong)
+                    parse_idx(head, path)
+                announced = _announced_size(head)
+                if announced is not None and announced > MAX_PAYLOAD_BYTES:
+                    dims = struct.unpack(f">{head[3]}I", head[4:4 + 4 * head[3]])
+                    raise DataError(f"{path}: its IDX header announces dims {dims}, {announced:,} bytes, more than "
+                                    f"the {MAX_PAYLOAD_BYTES:,} a dataset file may hold; the file is not a "
+                                    f"dataset file (or is damaged)")
                 if announced is not None:  # one block of slack: parse_idx then names small trailing data
-                    limit = min(announced + _BLOCK, MAX_PAYLOAD_BYTES)
+                    limit = announced + _BLOCK
             if size > limit:
                 raise DataError(f"{path}: inflates to more than {limit:,} bytes"
                                 + (f" ({announced:,} announced by its IDX header)" if announced is not None else "")

@@ -95,6 +95,7 @@ def predict(images, example, model_path, k, number, as_json, show):
     if show and len(images) != 1:
         raise ConfigError(f"--show saves one picture, but {len(images)} were given")
     recognizer = Recognizer(_load(model_path), top_k=k)
+    names = _class_names(recognizer.model)
     results, failed = [], 0
     for path in images:
         try:
@@ -114,7 +115,7 @@ def predict(images, example, model_path, k, number, as_json, show):
             digit.pop("processed", None)
         results.append(result)
         if not as_json:
-            _print_result(result, number)
+            _print_result(result, number, names)
     if as_json:
         click.echo(json.dumps(results, indent=2))
     if show:
@@ -125,7 +126,17 @@ def predict(images, example, model_path, k, number, as_json, show):
     return 0
 
 
-def _print_result(result: dict, number: bool) -> None:
+def _class_names(model) -> list[str] | None:
+    """The class names stored with the model (a model trained on an image folder: its sub-folder names),
+    or None when they are just the indices 0, 1, 2... (MNIST)."""
+    names = (getattr(model, "info", None) or {}).get("class_names") or []
+    return None if [str(n) for n in names] == [str(i) for i in range(len(names))] else [str(n) for n in names]
+
+
+def _print_result(result: dict, number: bool, names: list[str] | None = None) -> None:
+    def name(label):  # the class's stored name; an index the names do not cover stays an index
+        return names[label] if names and isinstance(label, int) and 0 <= label < len(names) else label
+
     click.echo(f"{result['file']}:")
     if result["prediction"] is None:
         click.echo(f"  {result['message']}")
@@ -136,11 +147,8 @@ def _print_result(result: dict, number: bool) -> None:
         return
     for entry in result["top_k"]:
         bar = "#" * round(entry["probability"] * 30)
-        label = f"{entry['label']} {entry['name']}" if "name" in entry else str(entry["label"])
-        click.echo(f"  {label:<4}  {entry['probability']:7.2%}  {bar}")
-    name = result.get("class_name")
-    click.echo(f"  answer: {name} (class {result['prediction']})" if name is not None else
-               f"  answer: {result['prediction']}")
+        click.echo(f"  {entry.get('name', name(entry['label']))}  {entry['probability']:7.2%}  {bar}")
+    click.echo(f"  answer: {result.get('class_name', name(result['prediction']))}")
 
 
 @click.command()

@@ -5,6 +5,8 @@
 stop), and ``on_train_end`` — also after Ctrl-C or a divergence, so a callback can save what it keeps.
 Built in: :class:`ProgressBar` (a tqdm bar per epoch), :class:`EpochLog` (one line per epoch) and
 :class:`EarlyStopping`; :class:`cnnlab.training.runs.RunRecorder` keeps the run folder.
+:class:`DivergenceGuard` is not a callback: ``fit`` asks it about each epoch *before* the callbacks see
+it, so a diverged epoch is never checkpointed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class History:
 
     rows: list[dict] = field(default_factory=list)
     stop_reason: str | None = None
+    #: The loss of the untrained model (its first training batch, before the first update): the
+    #: yardstick of :class:`DivergenceGuard`. Kept in the checkpoint, so a resumed run measures the same.
+    start_cost: float | None = None
 
     def __getitem__(self, key: str) -> list:
         return [row.get(key) for row in self.rows]
@@ -171,3 +176,58 @@ class EarlyStopping(Callback):
                       f"(best {best['val_accuracy']:.2%} at epoch {best['epoch']})")
             return True
         return False
+
+
+class DivergenceGuard:
+    """Says when an epoch shows that training has diverged, although the loss is still a finite number.
+
+    NaN and infinity are caught batch by batch by the losses themselves; this catches the two ways a run
+    with a far too high learning rate (``--lr 1e6``) otherwise "completes" at chance accuracy:
+
+    * **explosion**: the epoch's training cost is more than ``explode`` (10) times the cost of the
+      untrained model (:attr:`History.start_cost`). Training that works lowers the cost below its
+      starting value from the first epoch on (the recipes of docs/training.md: the epoch means are
+      already below the start in epoch 1); a cross-entropy at 10 x its start (about 23 for ten classes
+      instead of 2.3) means the weights have been thrown far away. Measured: ``--lr 1e6`` gives 10^6 in
+      epoch 1.
+    * **stall at chance**: for ``patience`` (3) epochs in a row the training accuracy is within
+      ``margin`` (5 points) of what always answering the most frequent class gets, *and* the training
+      cost of the last of those epochs is not ``min_progress`` (1 %) below the first one's. Saturated
+      sigmoid units (quadratic cost at ``--lr 1e6``) sit at exactly 0.5000 and 9.6 % for ever; a slow
+      but healthy start (Nielsen's large initialisation, 12 % then 16 % then 20 %) lowers its cost by
+      several per cent an epoch, so the two conditions together never stop it.
+
+    Without a training cost the validation cost is used, and likewise for the accuracy; with neither
+    monitor the corresponding rule is off.
+    """
+
+    def __init__(self, explode: float = 10.0, patience: int = 3, margin: float = 0.05, min_progress: float = 0.01):
+        self.explode, self.patience, self.margin, self.min_progress = explode, patience, margin, min_progress
+
+    @staticmethod
+    def _value(row: dict, what: str):
+        value = row.get(f"train_{what}")
+        return value if value is not None else row.get(f"val_{what}")
+
+    def check(self, history: History, row: dict, chance: float) -> str | None:
+        """A sentence saying why epoch ``row`` shows divergence, or ``None``; ``history`` holds the epochs
+        before it and ``chance`` the accuracy of always answering the most frequent class."""
+        cost = self._value(row, "cost")
+        start = history.start_cost
+        if start is None and history.rows:  # a checkpoint from before start_cost was kept
+            start = self._value(history.rows[0], "cost")
+        if cost is not None and start and start > 0 and cost > self.explode * start:
+            return (f"the training cost rose to {cost:.4g}, more than {self.explode:g}x the untrained model's "
+                    f"{start:.4g}: training diverged (learning rate {row['lr']:.3g} is too high)")
+        window = [*history.rows[-(self.patience - 1):], row] if self.patience > 1 else [row]
+        if len(window) < self.patience:
+            return None
+        accuracies = [self._value(r, "accuracy") for r in window]
+        costs = [self._value(r, "cost") for r in window]
+        if None in accuracies or None in costs:
+            return None
+        if max(accuracies) <= chance + self.margin and costs[-1] > (1 - self.min_progress) * costs[0]:
+            return (f"accuracy has stayed at chance ({max(accuracies):.1%} at most, {chance:.1%} for always "
+                    f"answering the most frequent class) for {self.patience} epochs and the cost no longer "
+                    f"falls: training is stuck (learning rate {row['lr']:.3g} may be too high)")
+        return None

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ..engine.device import DEVICES
-from ..engine.errors import ConfigError
+from ..engine.errors import ConfigError, NumericalError
 
 
 def _split_value(text: str | None):
@@ -30,7 +30,8 @@ def _split_value(text: str | None):
 
 @click.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or YAML file with the options.")
-@click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this folder exactly where it stopped.")
+@click.option("--resume", type=click.Path(file_okay=False),
+              help="Continue the run in this folder exactly where it stopped (with --epochs, --lr, --device).")
 @click.option("--arch", help="Architecture preset: mlp, mlp:784-30-10, lenet5, vgg-mini, keras-mnist, cnn-bn.  [lenet5]")
 @click.option("--activation", help="Activation of the preset's hidden layers: relu, tanh, sigmoid, elu, leaky-relu.")
 @click.option("--pooling", help="Pooling of the preset: max or avg.")
@@ -38,6 +39,9 @@ def _split_value(text: str | None):
 @click.option("--dataset", help="mnist, fashion-mnist, kmnist, qmnist, emnist-digits, emnist-letters, cifar10 "
                                 "or folder:PATH.  [mnist]")
 @click.option("--data-dir", help="Data folder (default: $CNNLAB_DATA, else ~/.cache/cnnlab).")
+@click.option("--folder-mode", type=click.Choice(["auto", "digit", "gray", "rgb"]),
+              help="Image folders: digit (gray 28x28, centred as MNIST), gray, rgb (32x32), or auto: what most "
+                   "pictures are.  [auto]")
 @click.option("--epochs", type=int, help="Number of epochs.  [10]")
 @click.option("--batch-size", type=int, help="Mini-batch size.  [100]")
 @click.option("--optimizer", help="sgd, momentum, nesterov, adam, adamw.  [adam]")
@@ -102,7 +106,9 @@ def train(ctx, config_file, resume, train_cost, train_accuracy, val_cost, val_ac
         allowed = set(RESUME_OPTIONS)
         ignored = sorted(k for k, v in options.items() if v is not None and k not in allowed)
         if config_file or ignored or monitors:
-            given = ", ".join(ignored + sorted(monitors)) or "--config"
+            flag = {"lmbda": "lambda"}  # the options as the user typed them, not their Python names
+            given = ", ".join(f"--{flag.get(k, k).replace('_', '-')}" for k in ignored + sorted(monitors))
+            given = given or "--config"
             allowed_flags = ", ".join(f"--{k}" for k in RESUME_OPTIONS)
             raise ConfigError(f"--resume continues a run with its own options; only {allowed_flags} may be "
                               f"given, received {given}")
@@ -110,8 +116,16 @@ def train(ctx, config_file, resume, train_cost, train_accuracy, val_cost, val_ac
     if monitors:
         options["monitors"] = {**config.monitors, **monitors}
     config = config.replace(**options)
-    run, history, _ = train_run(config if not resume else _resume_changes(options), resume=resume, echo=click.echo,
-                                callbacks=callbacks)
+    try:
+        run, history, _ = train_run(config if not resume else _resume_changes(options), resume=resume,
+                                    echo=click.echo, callbacks=callbacks)
+    except NumericalError as exc:
+        if getattr(exc, "run", None) is None:
+            raise
+        # A result, not a user mistake: the run folder says what happened (exit 1, as a failed check).
+        click.echo(f"done (diverged, {exc.history.epochs_done} epochs kept): everything is in {exc.run.path}",
+                   err=True)
+        ctx.exit(1)
     click.echo(f"done ({history.stop_reason}, {history.epochs_done} epochs): everything is in {run.path}")
     if history.stop_reason == "interrupted":
         ctx.exit(130)
@@ -168,7 +182,9 @@ def evaluate(model, dataset, split, data_dir, as_json, out, plots, max_images, b
 
     net, folder, label = _model_and_folder(model)
     dataset = dataset or net.info.get("extra", {}).get("dataset") or "mnist"
-    data = load_dataset(dataset, split, data_dir, progress=not as_json)
+    # an image folder is read in the mode the model was trained in (its input: gray 28x28, rgb 32x32...)
+    mode = net.info.get("extra", {}).get("config", {}).get("folder_mode", "auto")
+    data = load_dataset(dataset, split, data_dir, progress=not as_json, mode=mode)
     result = evaluate_dataset(net, data, batch_size=batch_size)
     note = click.echo if not as_json else (lambda text: click.echo(text, err=True))
     if as_json:

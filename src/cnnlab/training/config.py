@@ -41,7 +41,7 @@ DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3}
 DEFAULT_SGD_LR = 0.1
 
 #: Options whose value is text (the optional ones may be left out: ``None``), and the yes/no switches.
-TEXT_OPTIONS = ("arch", "dataset", "optimizer", "schedule", "loss", "out")
+TEXT_OPTIONS = ("arch", "dataset", "optimizer", "schedule", "loss", "out", "folder_mode")
 OPTIONAL_TEXT_OPTIONS = ("activation", "pooling", "init", "data_dir", "name")
 PATH_OPTIONS = ("out", "data_dir")  # a pathlib.Path is accepted and stored as text
 SWITCH_OPTIONS = ("augment", "standardize", "nesterov", "full_train_eval", "progress", "test")
@@ -82,6 +82,7 @@ class TrainConfig:
     # data
     dataset: str = "mnist"
     data_dir: str | None = None
+    folder_mode: str = "auto"  # image folders only: auto (the majority), digit, gray or rgb
     val_split: float = 0.1
     train_subset: int | None = None
     augment: bool = False
@@ -141,6 +142,10 @@ class TrainConfig:
         positive_int("early_stop", self.early_stop, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, received {self.seed!r}")
+        from ..data.folder import MODES
+
+        if self.folder_mode not in MODES:
+            raise ConfigError(f"folder_mode must be one of {', '.join(MODES)}, received {self.folder_mode!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, received {self.device!r}")
         number("val_split", self.val_split, allow_none=False)

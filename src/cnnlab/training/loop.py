@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 from ..engine.backend import to_numpy
-from .callbacks import MONITORS, Callback, EarlyStopping, EpochLog, History, ProgressBar, TrainingState
+from .callbacks import (MONITORS, Callback, DivergenceGuard, EarlyStopping, EpochLog, History, ProgressBar,
+                        TrainingState)
 from ..data.batches import Batches
 from ..data.normalize import normalize
 from ..data_parallel import training_step
@@ -49,6 +50,15 @@ def _arrays(data, name: str):
     return x, y
 
 
+def _chance(labels) -> float:
+    """The accuracy of always answering the most frequent class (the divergence guard's 'chance')."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:  # one-hot targets
+        labels = labels.argmax(axis=1)
+    _, counts = np.unique(labels, return_counts=True)
+    return float(counts.max() / len(labels))
+
+
 def _has_batchnorm(model) -> bool:
     from ..engine.layers import BatchNorm
 
@@ -60,7 +70,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         monitors=None, full_train_eval: bool = False, seed: int = 0, callbacks=(),
         progress: bool = True, verbose: bool = True, early_stop: int | None = None,
         initial_epoch: int = 0, history: History | None = None, device: str | None = None,
-        threads: int | None = None) -> History:
+        threads: int | None = None, divergence: DivergenceGuard | bool = True) -> History:
     """Train ``model`` by mini-batch gradient descent; returns the :class:`History`.
 
     Args:
@@ -87,8 +97,12 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     (its statistics would be undefined): that image joins the batch before it
     (:func:`cnnlab.data.batches.batch_bounds`).
 
+        divergence: a :class:`~cnnlab.training.callbacks.DivergenceGuard` (``True``: the default one,
+            ``False``: none) that stops a run whose cost explodes or stays at chance.
+
     Raises :class:`~cnnlab.engine.errors.NumericalError` when the loss becomes NaN or infinite (the message
-    says at which epoch and batch). Ctrl-C stops after the callbacks have saved what they keep; the
+    says at which epoch and batch), or when the guard finds an epoch diverged (that epoch is then not
+    added to the history, and the callbacks never see it: the last checkpoint stays the last good one). Ctrl-C stops after the callbacks have saved what they keep; the
     history then says ``stop_reason == "interrupted"``.
     """
     from ..engine.losses import get_loss
@@ -128,6 +142,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     batch_callbacks = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
     count_correct = monitors["train_accuracy"] and not full_train_eval
     state = TrainingState(model, optimizer, loss, seed, history or History(), epochs, initial_epoch)
+    guard = DivergenceGuard() if divergence is True else (divergence or None)
+    chance = _chance(labels)
+    measure_start = state.history.start_cost is None and initial_epoch == 0
     n, n_batches = len(images), len(batches)
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -146,6 +163,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
                                                     loss, optimizer)
                 except NumericalError as exc:
                     raise NumericalError(f"epoch {epoch + 1}, batch {b + 1}/{n_batches}: {exc}") from None
+                if measure_start:  # the first batch's loss is the untrained model's (before any update)
+                    state.history.start_cost, measure_start = float(value), False
                 total_loss += value * len(yb)
                 if count_correct:
                     correct += (predicted_classes(to_numpy(out), from_logits) == yb).sum()
@@ -165,6 +184,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
                 if not monitors[m]:
                     row[m] = None
             row["seconds"] = time.perf_counter() - start_time
+            problem = guard.check(state.history, row, chance) if guard is not None else None
+            if problem:
+                raise NumericalError(f"epoch {epoch + 1}: {problem}")
             state.history.rows.append(row)
             stop = False
             for cb in callbacks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 
@@ -14,12 +15,29 @@ def load_data(config, echo=print):
     from ..data.loading import load_dataset
     from ..data.splits import first_n, train_val_split
 
-    full = load_dataset(config.dataset, "train", config.data_dir, progress=config.progress)
+    folder = config.dataset.startswith("folder:")
+    if folder and config.test:
+        check_folder_test_split(config.dataset[len("folder:"):])
+    full = load_dataset(config.dataset, "train", config.data_dir, progress=config.progress,
+                        mode=config.folder_mode)
+    for note in full.notes:  # e.g. which picture mode an image folder was read in, and why
+        echo(f"data: {note}")
     train, val = full, None
+    # The sizes are checked here, in the options' own names (the split functions only know their arguments).
+    total = len(full)
     if config.val_split:
         count = int(config.val_split) if config.val_split >= 1 else float(config.val_split)
+        held = count if isinstance(count, int) else int(round(count * total))
+        if not 1 <= held <= total - 1:
+            raise ConfigError(f"--val-split {config.val_split:g} holds out {held} of the {total:,} training images; "
+                              f"it must leave at least one on each side (a count from 1 to {total - 1:,}, "
+                              f"or a fraction), or 0 for no validation set")
         train, val = train_val_split(full, count, seed=config.seed)
     if config.train_subset:
+        if config.train_subset > len(train):
+            left = f" left after holding out {len(val):,} for validation" if val is not None else ""
+            raise ConfigError(f"--train-subset {config.train_subset:,} is more than the {len(train):,} training "
+                              f"images{left}; give at most {len(train):,}")
         train = first_n(train, config.train_subset)
     echo(f"data: {config.dataset}, {len(train):,} training images"
          + (f", {len(val):,} validation images" if val is not None else ", no validation set"))
@@ -31,6 +49,22 @@ def load_data(config, echo=print):
 DIGIT_STYLE = ("mnist", "qmnist", "kmnist", "emnist-digits", "emnist-letters")
 #: Light objects on black, filling the 28x28 frame: whole pictures, inverted when light (cnnlab.picture).
 WHOLE_LIGHT_ON_DARK = ("fashion-mnist",)
+
+
+def check_folder_test_split(path: str) -> None:
+    """The final test step needs ``train/`` and ``test/`` with the same classes: say so before training,
+    not after the last epoch."""
+    from ..data.folder import has_test_split, split_classes
+
+    if not Path(path).expanduser().is_dir():
+        return  # the loader says that the folder does not exist
+    if not has_test_split(path):
+        raise ConfigError(f"--test measures the final model on a test split, but {path} has no train/ and test/ "
+                          f"sub-folders (one sub-folder per class in each): add them, or give --no-test")
+    train, test = split_classes(path, "train"), split_classes(path, "test")
+    if train != test:
+        raise ConfigError(f"{path}: test/ must have the same class sub-folders as train/; train/ has "
+                          f"{', '.join(train) or 'none'}, test/ has {', '.join(test) or 'none'}")
 
 
 def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) -> dict:
@@ -72,6 +106,7 @@ def build_model(config, sample_shape, num_classes: int):
             if not isinstance(spec, dict) or "type" not in spec:
                 raise ConfigError(f"layers[{i}]: expected a table with a 'type' key, received {spec!r}")
             options = spec.get("config", {k: v for k, v in spec.items() if k not in ("type", "name")})
+            check_layer_options(i, spec["type"], options)
             specs.append({"type": spec["type"], "name": spec.get("name"), "config": options})
         return Sequential.from_config({"name": "custom", "input_shape": list(sample_shape), "layers": specs},
                                       seed=config.seed)
@@ -81,6 +116,60 @@ def build_model(config, sample_shape, num_classes: int):
         # cross-entropy costs use sigmoid output units (the preset's default).
         options["output"] = "softmax" if get_loss(config.loss).fused_activation == "Softmax" else "sigmoid"
     return build(config.arch, sample_shape, num_classes, seed=config.seed, **options)
+
+
+def check_layer_options(index: int, kind, options) -> None:
+    """A layer's options against its constructor, so a typo (``unit = 10``) is named as the user wrote it,
+    with the options the layer takes — not Python's "Dense.__init__() got an unexpected keyword"."""
+    import inspect
+
+    from ..engine.layers import LAYER_TYPES
+
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
+        raise ConfigError(f"layers[{index}]: unknown layer type {kind!r}; expected one of: {', '.join(sorted(LAYER_TYPES))}")
+    if not isinstance(options, dict):
+        raise ConfigError(f"layers[{index}] ({kind}): config must be a table of options, received {options!r}")
+    params = {name: p for name, p in inspect.signature(LAYER_TYPES[kind].__init__).parameters.items()
+              if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = [k for k in options if k not in params]
+    if unknown:
+        raise ConfigError(f"layers[{index}] ({kind}): unknown option {', '.join(map(repr, unknown))}; "
+                          f"expected some of: {', '.join(params) or 'none'}")
+    missing = [k for k, p in params.items() if p.default is p.empty and k not in options]
+    if missing:
+        raise ConfigError(f"layers[{index}] ({kind}): option {', '.join(map(repr, missing))} is required")
+
+
+def build_augmentation(config):
+    """The :class:`~cnnlab.data.augment.Augmentation` of a config (or None), its options checked here:
+    names against the ones it has, numbers finite — ``rotation = nan`` would otherwise turn every image."""
+    import dataclasses
+    import math
+
+    if not config.augment:
+        return None
+    from ..data.augment import Augmentation
+
+    accepted = [f.name for f in dataclasses.fields(Augmentation) if f.init]
+    options = {}
+    for key, value in config.augment_options.items():
+        name = str(key).replace("-", "_")
+        if name not in accepted:
+            raise ConfigError(f"augment_options: unknown option {key!r}; expected some of: {', '.join(accepted)}")
+        if name == "fill":
+            ok = isinstance(value, str)
+        elif name == "seed":
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok:
+            expected = {"fill": "text", "seed": "a non-negative integer"}.get(name, "a finite number")
+            raise ConfigError(f"augment_options.{key} must be {expected}, received {value!r}")
+        options[name] = value
+    try:
+        return Augmentation(**options)
+    except ConfigError as exc:  # a range: "rotation must be >= 0", named as the config has it
+        raise ConfigError(f"augment_options: {str(exc).removeprefix('Augmentation: ')}") from None
 
 
 def build_optimizer(config, n_train: int):
