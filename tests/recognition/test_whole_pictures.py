@@ -94,3 +94,30 @@ def test_an_unknown_bundled_name_is_a_one_line_error(capsys):
     err = capsys.readouterr().err
     assert code == 2 and "no model file or bundled model called 'fahsion'; bundled: digits, fashion" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.data
+def test_the_bundled_fashion_model_reads_clothes_photographed_on_white(real_data, tmp_path, capsys):
+    """``--model fashion``: >= 92% on the Fashion-MNIST test set, and the same pictures shown the way a
+    product photo is (dark on white, larger) are read by the whole-picture path with their names."""
+    from cnnlab.cli import main
+    from cnnlab.data import load_dataset
+    from cnnlab.data.normalize import normalize
+    from cnnlab.io import load_bundled_model
+
+    model = load_bundled_model("fashion")
+    test = load_dataset("fashion-mnist", "test", real_data("fashion-mnist"), download=False, progress=False)
+    accuracy = float((model.predict(normalize(test.images, model.info["preprocessing"])) == test.labels).mean())
+    assert accuracy >= 0.92
+    recognizer = Recognizer(model)
+    right = 0
+    for i in range(40):
+        photo = Image.fromarray(255 - test.images[i, 0]).resize((112, 112), Image.Resampling.BICUBIC)
+        answer = recognizer.recognize(png_bytes(photo))
+        right += answer["prediction"] == test.labels[i]
+        assert answer["class_name"] == test.class_names[answer["prediction"]]
+    assert right >= 32  # 80%: the photos lose a little to the double resampling, not the inversion
+    shirt = tmp_path / "shirt.png"
+    Image.fromarray(255 - test.images[0, 0]).resize((112, 112)).save(shirt)
+    assert main(["predict", str(shirt), "--model", "fashion"]) == 0
+    assert f"answer: {test.class_names[test.labels[0]]}" in capsys.readouterr().out
