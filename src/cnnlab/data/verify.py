@@ -158,20 +158,19 @@ def set_aside(path: Path) -> Path:
 def verify_payload(path: Path, payload: bytes, expected: str) -> None:
     """Raise :class:`ChecksumError` unless ``payload`` (the bytes of ``path``, uncompressed) has ``expected``
     as SHA-256. Skips the hashing when an unchanged ``path`` was verified before."""
-    if is_recorded(path, expected):
-        return
-    actual = sha256_hex(payload)
-    if actual != expected:
-        forget(path)
-        raise ChecksumError(path, expected, actual)
-    record(path, expected)
+    _verify(path, expected, lambda: sha256_hex(payload))
 
 
 def verify_file(path: Path, expected: str) -> None:
     """Like :func:`verify_payload` for the file's own bytes, hashed in blocks (large archives)."""
+    _verify(path, expected, lambda: sha256_file(path))
+
+
+def _verify(path: Path, expected: str, digest) -> None:
+    """The check both share: the record first (no hashing for a file verified unchanged), else ``digest()``."""
     if is_recorded(path, expected):
         return
-    actual = sha256_file(path)
+    actual = digest()
     if actual != expected:
         forget(path)
         raise ChecksumError(path, expected, actual)
