@@ -11,7 +11,7 @@
   accuracy and the share rejected;
 * UCI: scikit-learn's ``load_digits`` (1,797 8x8 scans, 0..16), enlarged 4x (bicubic) to 32x32.
 
-Everything goes through :class:`cnnlab.serve.recognize.Recognizer`, i.e. what ``cnnlab predict`` answers.
+Everything goes through :class:`cnnlab.recognition.serve.recognize.Recognizer`, i.e. what ``cnnlab predict`` answers.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def timing(recognizer, photo_jpeg: bytes) -> dict:
     """Median single-picture times: preprocessing alone and the whole answer (preprocessing + network)."""
     from PIL import ImageDraw
 
-    from cnnlab.preprocess import load_image, prepare_digit
+    from cnnlab.recognition.preprocess import load_image, prepare_digit
 
     big = Image.open(io.BytesIO(photo_jpeg)).resize((3000, 4000), Image.Resampling.BICUBIC)  # 12 MP
     buffer = io.BytesIO()
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from cnnlab.io import load_bundled_model, load_model
-    from cnnlab.serve.recognize import Recognizer
+    from cnnlab.recognition.serve.recognize import Recognizer
     from cnnlab.synthetic import photos
 
     data_dir = Path(os.environ.get("CNNLAB_DATA", "../shared/datasets"))

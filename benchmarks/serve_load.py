@@ -2,7 +2,7 @@
 
 1. **Single picture**: preprocess (PNG bytes -> 28x28) + ``predict_proba`` on one digit, repeated;
    median and p99 latency (the issue's aim: under 5 ms).
-2. **Server under load**: uvicorn serving :func:`cnnlab.serve.create_app` on 127.0.0.1 (a child process,
+2. **Server under load**: uvicorn serving :func:`cnnlab.recognition.serve.create_app` on 127.0.0.1 (a child process,
    so the load client does not share its interpreter), N concurrent httpx async clients (16, then 64)
    posting a drawn digit to ``/api/predict`` for ``--seconds`` each (default 10): answers/s, p50/p99
    latency of the answers, "busy" 503s (told at once to retry; their own p99), other errors, and the
@@ -43,7 +43,7 @@ def drawn_digit_png() -> bytes:
 
 def largest_picture_png() -> bytes:
     """The largest picture the server accepts (25 megapixels, 5000x5000), RGBA: the costliest to decode."""
-    from cnnlab.preprocess import MAX_IMAGE_PIXELS
+    from cnnlab.recognition.preprocess import MAX_IMAGE_PIXELS
 
     side = int(MAX_IMAGE_PIXELS**0.5)
     image = Image.new("RGBA", (side, side), (255, 255, 255, 255))
@@ -65,7 +65,7 @@ def percentile_ms(samples: list[float], q: float) -> float:
 
 
 def single_picture(model, repeats: int = 300) -> dict:
-    from cnnlab.preprocess import as_batch, prepare_digit
+    from cnnlab.recognition.preprocess import as_batch, prepare_digit
 
     data = drawn_digit_png()
     timings = {"preprocess": [], "predict": [], "total": []}
@@ -90,7 +90,7 @@ def free_port() -> int:
 
 def start_server(model_path: str | None, port: int) -> subprocess.Popen:
     code = (
-        "import sys; from cnnlab.serve.app import run_server; "
+        "import sys; from cnnlab.recognition.serve.app import run_server; "
         f"run_server({model_path!r}, host='127.0.0.1', port={port})"
     )
     env = dict(os.environ)

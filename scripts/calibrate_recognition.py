@@ -14,7 +14,7 @@ through the whole recognizer (``prepare_digit``, shape checks included), then:
    set so that at most ``--reject`` of these digits are turned away (shape checks included).
 
 Writes ``{temperature, min_confidence, weights_sha256, note}``; by default beside the bundled model
-(``src/cnnlab/models/lenet5-mnist.calibration.json``), which :func:`cnnlab.calibration.calibration_for`
+(``src/cnnlab/models/lenet5-mnist.calibration.json``), which :func:`cnnlab.recognition.calibration.calibration_for`
 reads only while the weights' fingerprint matches.
 """
 
@@ -61,9 +61,9 @@ def main(argv=None) -> int:
 
     from cnnlab.data import load_dataset, train_val_split
     from cnnlab.io import load_bundled_model, load_model
-    from cnnlab.preprocess import NoDigitError, prepare_digit
-    from cnnlab.calibration import Calibration, bundled_calibration_path, weights_fingerprint
-    from cnnlab.serve.recognize import model_inputs
+    from cnnlab.recognition.preprocess import NoDigitError, prepare_digit
+    from cnnlab.recognition.calibration import Calibration, bundled_calibration_path, weights_fingerprint
+    from cnnlab.recognition.serve.recognize import model_inputs
 
     model = load_model(args.model) if args.model else load_bundled_model()
     config = ((getattr(model, "info", None) or {}).get("extra") or {}).get("config") or {}

@@ -45,7 +45,7 @@ PHONES = {"390x844": (390, 844), "320x568": (320, 568), "844x390": (844, 390), "
 def serve() -> str:
     import uvicorn
 
-    from cnnlab.serve import create_app
+    from cnnlab.recognition.serve import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

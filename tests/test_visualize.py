@@ -108,7 +108,7 @@ def test_show_activations_command_writes_a_png_and_reports_the_guess(tmp_path, s
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert "wrote 2 layer(s) of feature maps" in result.output  # lenet5 has two conv blocks
-    from cnnlab.preprocess import prepare_digit
+    from cnnlab.recognition.preprocess import prepare_digit
 
     guess = int(model.predict(prepare_digit(seven)[None, None])[0])
     assert f"predicted {guess} " in result.output

@@ -106,7 +106,7 @@ def _register_subsystem_commands() -> None:
     from .data.cli import data
     from .interop.cli import export, import_weights
     from .inspect_cli import bench, show
-    from .serve.cli import predict, serve
+    from .recognition.serve.cli import predict, serve
     from .studies.cli import study, sweep
     from .training.cli import evaluate, train
 

@@ -135,7 +135,7 @@ def _model_and_picture(paths):
     """``[MODEL] IMAGE`` -> (model, its label, the picture's path, the picture prepared as for prediction
     (28x28 in [0, 1]), the model's input batch (1, ...))."""
     from .engine.errors import ConfigError
-    from .preprocess import prepare_digit
+    from .recognition.preprocess import prepare_digit
     from .visualize import model_input
 
     if len(paths) > 2:

@@ -150,7 +150,7 @@ def test_every_caller_takes_its_default_from_mnist_preprocessing(monkeypatch):
     from cnnlab.training.presets import build
     from cnnlab.data.augment import Augmentation
     from cnnlab.training.recipes import preprocessing_for
-    from cnnlab.serve.recognize import model_inputs
+    from cnnlab.recognition.serve.recognize import model_inputs
     from cnnlab.visualize import model_input
 
     monkeypatch.setitem(io.MNIST_PREPROCESSING, "scale", 1 / 100)

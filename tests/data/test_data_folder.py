@@ -106,8 +106,8 @@ def test_digit_mode_blank_page_names_the_file(tmp_path):
 
 
 def test_oversized_images_are_refused_before_decoding(tmp_path, monkeypatch):
-    """The header's size is checked as cnnlab.preprocess.load_image checks it (decompression bombs)."""
-    from cnnlab import preprocess
+    """The header's size is checked as cnnlab.recognition.preprocess.load_image checks it (decompression bombs)."""
+    from cnnlab.recognition import preprocess
 
     save(tmp_path / "f" / "a" / "small.png", np.zeros((10, 10), np.uint8), "L")
     save(tmp_path / "f" / "b" / "large.png", np.zeros((12, 12), np.uint8), "L")

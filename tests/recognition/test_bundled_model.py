@@ -43,7 +43,7 @@ def test_predict_without_pictures_is_a_usage_error(capsys):
 
 def test_predict_reports_each_bad_picture_and_goes_on(tmp_path, capsys):
     """One unreadable file among good ones: its own error in its own result, the rest answered, exit 1."""
-    from cnnlab.serve.cli import example_pictures
+    from cnnlab.recognition.serve.cli import example_pictures
 
     seven = next(p for p in example_pictures(False) if str(p).endswith("seven.png"))
     fake = tmp_path / "fake.png"

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.preprocess import (
+from cnnlab.recognition.preprocess import (
     MAX_IMAGE_PIXELS,
     ImageError,
     ImageTooLargeError,

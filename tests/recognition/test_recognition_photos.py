@@ -14,11 +14,11 @@ import pytest
 from PIL import Image, ImageDraw
 from test_segment import mnist_test_files, read_idx_gz
 
-from cnnlab.paper import flatten_illumination, remove_rulings
-from cnnlab.preprocess import prepare_digit
-from cnnlab.calibration import Calibration, calibration_for, judge, weights_fingerprint
-from cnnlab.reject import NotADigitError
-from cnnlab.stages import STAGE_ORDER, stage_strip
+from cnnlab.recognition.paper import flatten_illumination, remove_rulings
+from cnnlab.recognition.preprocess import prepare_digit
+from cnnlab.recognition.calibration import Calibration, calibration_for, judge, weights_fingerprint
+from cnnlab.recognition.reject import NotADigitError
+from cnnlab.recognition.stages import STAGE_ORDER, stage_strip
 from cnnlab.synthetic import photos
 
 
@@ -50,7 +50,7 @@ def mnist_test():
 @pytest.fixture(scope="module")
 def recognizer():
     from cnnlab.io import load_bundled_model
-    from cnnlab.serve.recognize import Recognizer
+    from cnnlab.recognition.serve.recognize import Recognizer
 
     return Recognizer(load_bundled_model())
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnnlab.preprocess import NoDigitError, prepare_digit
-from cnnlab.segment import (
+from cnnlab.recognition.preprocess import NoDigitError, prepare_digit
+from cnnlab.recognition.segment import (
     Piece,
     attach_fragments,
     merge_broken_strokes,

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient  # fastapi and python-multipart (uploads) are dependencies
 from PIL import Image, ImageDraw
 
-from cnnlab.preprocess import prepare_digit
-from cnnlab.serve import create_app
+from cnnlab.recognition.preprocess import prepare_digit
+from cnnlab.recognition.serve import create_app
 
 STROKES = {  # digits drawn as pen strokes in a 100x100 box (x, y)
     0: [("ellipse", (25, 12, 75, 88))],
@@ -290,12 +290,12 @@ def test_bundled_model_is_the_default():
     assert body["feature_maps"] and all(m["channels"] for m in body["feature_maps"])
 
 
-# -- the `predict` command (cnnlab.serve.cli, registered by cnnlab.cli) ---------------------------------
+# -- the `predict` command (cnnlab.recognition.serve.cli, registered by cnnlab.cli) ---------------------------------
 @pytest.fixture
 def run_predict(monkeypatch, model):
     from click.testing import CliRunner
 
-    import cnnlab.serve.cli as serve_cli
+    import cnnlab.recognition.serve.cli as serve_cli
 
     monkeypatch.setattr(serve_cli, "_load", lambda path: model)
     return lambda *args: CliRunner().invoke(serve_cli.predict, [str(a) for a in args])
@@ -324,8 +324,8 @@ def test_predict_command_text_json_number_and_show(run_predict, tmp_path):
     out = tmp_path / "stages.png"
     assert run_predict("--show", out, seven).exit_code == 0
     sheet = np.asarray(Image.open(out).convert("L"))
-    # the strip of stages (cnnlab.stages): original ... 28x28, the last panel square and mostly black
-    from cnnlab.stages import GAP, PANEL_HEIGHT
+    # the strip of stages (cnnlab.recognition.stages): original ... 28x28, the last panel square and mostly black
+    from cnnlab.recognition.stages import GAP, PANEL_HEIGHT
 
     assert sheet.shape[0] > PANEL_HEIGHT and sheet.shape[1] > 5 * PANEL_HEIGHT
     last = sheet[GAP // 2 + 22 : GAP // 2 + 22 + PANEL_HEIGHT, -GAP - PANEL_HEIGHT : -GAP]
@@ -347,7 +347,7 @@ def test_explain_adds_a_grad_cam_overlay_of_the_predicted_class():
     as a translucent RGBA overlay; a blank picture has no explanation."""
     from cnnlab.explain import grad_cam
     from cnnlab.io import load_bundled_model
-    from cnnlab.serve.recognize import model_inputs
+    from cnnlab.recognition.serve.recognize import model_inputs
 
     model = load_bundled_model()
     app_client = TestClient(create_app(model=model))

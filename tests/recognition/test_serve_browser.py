@@ -27,7 +27,7 @@ if not Path(CHROMIUM).exists():
 
 import uvicorn  # noqa: E402
 
-from cnnlab.serve import create_app  # noqa: E402
+from cnnlab.recognition.serve import create_app  # noqa: E402
 from test_serve_api import TemplateModel, draw_digits  # noqa: E402
 
 AXE = Path(__file__).parents[1] / "fixtures" / "axe.min.js"

@@ -20,10 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cnnlab.preprocess import MAX_IMAGE_PIXELS, load_image
-from cnnlab.serve import create_app
-from cnnlab.serve import decode
-from cnnlab.serve.decode import WORK_PIXELS, decode_picture, work_size
+from cnnlab.recognition.preprocess import MAX_IMAGE_PIXELS, load_image
+from cnnlab.recognition.serve import create_app
+from cnnlab.recognition.serve import decode
+from cnnlab.recognition.serve.decode import WORK_PIXELS, decode_picture, work_size
 from test_serve_api import TemplateModel, draw_digits, png, upload
 
 
@@ -131,7 +131,7 @@ MEMORY_PROBE = textwrap.dedent(
     import psutil
     sys.path.insert(0, sys.argv[2])
     from fastapi.testclient import TestClient
-    from cnnlab.serve import create_app
+    from cnnlab.recognition.serve import create_app
     from test_serve_api import TemplateModel, draw_digits, png, upload
 
     data = open(sys.argv[1], "rb").read()
@@ -311,8 +311,8 @@ def test_slow_uploads_do_not_take_the_queue():
 def test_serve_command_passes_workers_and_queue_and_refuses_bad_values(monkeypatch):
     from click.testing import CliRunner
 
-    import cnnlab.serve.app as serve_app
-    import cnnlab.serve.cli as serve_cli
+    import cnnlab.recognition.serve.app as serve_app
+    import cnnlab.recognition.serve.cli as serve_cli
 
     calls = []
     monkeypatch.setattr(serve_cli, "_load", lambda path: TemplateModel())

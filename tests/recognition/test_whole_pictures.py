@@ -9,8 +9,8 @@ from PIL import Image, ImageDraw
 
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.io import save_model
-from cnnlab.picture import prepare_resized, uses_resize
-from cnnlab.serve.recognize import Recognizer
+from cnnlab.recognition.picture import prepare_resized, uses_resize
+from cnnlab.recognition.serve.recognize import Recognizer
 from cnnlab.training.presets import build
 from cnnlab.training.recipes import preprocessing_for
 

@@ -7,7 +7,7 @@
 Class names are the sub-folder names, sorted (so ``"0"``..``"9"`` get labels 0..9). Images may have any
 size and format Pillow reads. Three ways to turn them into arrays:
 
-* ``"digit"``: the same preprocessing as the digit recogniser (:func:`cnnlab.preprocess.prepare_digit`:
+* ``"digit"``: the same preprocessing as the digit recogniser (:func:`cnnlab.recognition.preprocess.prepare_digit`:
   gray, light ink on dark, cropped, centred by mass in 28x28) -> ``(N, 1, 28, 28)``. Use it for handwritten
   digits so they look like MNIST to the network.
 * ``"gray"``: plain grayscale, resized -> ``(N, 1, H, W)`` (default 28x28).
@@ -60,13 +60,13 @@ def split_root(root: Path, split: str) -> Path:
 def _open(path: Path, header_only: bool = False):
     """Open a picture with Pillow (fully decoded unless ``header_only``); the caller closes it.
 
-    The size in the header is checked first, as :func:`cnnlab.preprocess.load_image` does, so a small file
+    The size in the header is checked first, as :func:`cnnlab.recognition.preprocess.load_image` does, so a small file
     claiming 100,000 x 100,000 pixels (a decompression bomb) is refused before any pixel is decoded.
     Unreadable or too large -> :class:`DataError` naming the file.
     """
     from PIL import Image, UnidentifiedImageError
 
-    from ..preprocess import ImageError, check_dimensions
+    from ..recognition.preprocess import ImageError, check_dimensions
 
     try:
         image = Image.open(path)
@@ -126,7 +126,7 @@ def _convert(image, mode: str, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     if mode == "digit":
-        from ..preprocess import prepare_digit  # lazy: the digit pipeline is its own module
+        from ..recognition.preprocess import prepare_digit  # lazy: the digit pipeline is its own module
 
         # the classes are whatever the folder holds (a dash, a letter): no "is it one digit?" checks
         digit = np.asarray(prepare_digit(image, check=False), dtype=np.float32)

@@ -45,9 +45,9 @@ def load_data(config, echo=print):
 
 
 #: Datasets made the way MNIST was (NIST's pipeline: light ink on dark, cropped, centred by mass in 28x28):
-#: a model trained on them reads pictures with the digit pipeline (cnnlab.preprocess).
+#: a model trained on them reads pictures with the digit pipeline (cnnlab.recognition.preprocess).
 DIGIT_STYLE = ("mnist", "qmnist", "kmnist", "emnist-digits", "emnist-letters")
-#: Light objects on black, filling the 28x28 frame: whole pictures, inverted when light (cnnlab.picture).
+#: Light objects on black, filling the 28x28 frame: whole pictures, inverted when light (cnnlab.recognition.picture).
 WHOLE_LIGHT_ON_DARK = ("fashion-mnist",)
 
 

@@ -4,10 +4,10 @@ A network trained on MNIST answers one of ten digits for *any* input: random noi
 a scribble get a digit, often at high confidence. Two kinds of evidence stop that:
 
 1. **the mark's shape**, measured before the network runs (:func:`check_mark`, on the mask that
-   :mod:`cnnlab.paper` chose): ink all over the picture (noise); one straight stroke far from vertical
+   :mod:`cnnlab.recognition.paper` chose): ink all over the picture (noise); one straight stroke far from vertical
    (a line: a vertical one is a fair "1"); more closed loops than any digit has (a scribble; an "8" has
    two); several marks side by side, each as tall as a digit (a number, in single-digit mode);
-2. **the model's own evidence** (:func:`cnnlab.calibration.judge`): the temperature-scaled top probability below a
+2. **the model's own evidence** (:func:`cnnlab.recognition.calibration.judge`): the temperature-scaled top probability below a
    threshold chosen on held-out MNIST digits (``scripts/calibrate_recognition.py``), so that only a
    stated small share of real digits is turned away (0.3% of the validation split for the bundled model).
 
@@ -72,7 +72,7 @@ def count_loops(mask: np.ndarray) -> int:
 
 def digit_groups(boxes: list, chosen: list[int]) -> list:
     """The chosen components (``boxes`` from ``ndimage.find_objects``) grouped the way
-    :mod:`cnnlab.segment` groups a number's digits."""
+    :mod:`cnnlab.recognition.segment` groups a number's digits."""
 
     pieces = []
     for k in chosen:

@@ -49,7 +49,7 @@ def weights_fingerprint(model) -> str:
 
 
 def bundled_calibration_path() -> Path:
-    from .io import BUNDLED_MODEL
+    from ..io import BUNDLED_MODEL
 
     return Path(str(resources.files("cnnlab") / "models")) / (Path(BUNDLED_MODEL).stem + CALIBRATION_SUFFIX)
 

@@ -15,7 +15,7 @@ A picture arrives as a multipart upload (field ``file``), as JSON ``{"image": "d
 or as a raw ``image/*`` body. Status codes: 413 body or image too large (bombs included), 415 not an image
 (or an unsupported request type), 400 a malformed data URL or a form without a file, 422 malformed JSON.
 A blank drawing is *not* an error: 200 with ``"prediction": null`` and ``"message": "no digit found"``.
-503 with ``Retry-After``: too many requests already waiting (see :mod:`cnnlab.serve.gate`).
+503 with ``Retry-After``: too many requests already waiting (see :mod:`cnnlab.recognition.serve.gate`).
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from ..version import __version__
-from ..engine.errors import CnnlabError
+from ...version import __version__
+from ...engine.errors import CnnlabError
 from ..preprocess import ImageError, ImageTooLargeError
 from .gate import DEFAULT_QUEUE, DEFAULT_WORKERS, RETRY_AFTER_S, Busy, Gate
 from .memory import return_freed_memory_to_os
 from .middleware import BodySizeLimit, HeadAsGet
 from .recognize import Recognizer
 
-log = logging.getLogger("cnnlab.serve")
+log = logging.getLogger("cnnlab.recognition.serve")
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 5_000_000
@@ -108,7 +108,7 @@ def create_app(model=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, top
     ``workers`` pictures are recognized at once and ``queue`` more may wait; past that, 503.
     """
     if model is None:
-        from ..io import load_bundled_model
+        from ...io import load_bundled_model
 
         model = load_bundled_model()
     recognizer = Recognizer(model, top_k=top_k)
@@ -183,7 +183,7 @@ def run_server(model_path=None, host: str = "127.0.0.1", port: int = 8000,
     loaded ``model`` wins over both)."""
     import uvicorn
 
-    from ..io import load_bundled_model, load_model
+    from ...io import load_bundled_model, load_model
 
     if model is None:
         model = load_model(model_path) if model_path else load_bundled_model()

@@ -3,7 +3,7 @@
 A phone photo of an exercise book is not a drawing on a clean canvas: the light falls off across the
 sheet, a desk lamp makes a bright spot, the paper has printed squares or rulings, and the digit may be
 small and anywhere. A single global threshold sees the lighting and the grid, not the pen. These steps
-come first (each one is a no-op on a clean drawing), and :func:`cnnlab.preprocess.prepare_digit` goes
+come first (each one is a no-op on a clean drawing), and :func:`cnnlab.recognition.preprocess.prepare_digit` goes
 on from their result exactly as before::
 
     working_copy          RGB picture, long side at most WORK_SIDE (big photos shrunk first)
@@ -313,7 +313,7 @@ def find_mark(picture: Image.Image) -> Sheet:
     :data:`SMALL_PICTURE` pixels: MNIST, a crop, an 8x8 scan enlarged) have no sheet around the digit
     (it may fill them edge to edge), and clean ones (a canvas drawing, :func:`is_clean`) no light to
     correct; both keep the simple path: polarity from the border, Otsu's
-    threshold, specks dropped (:func:`cnnlab.preprocess.ink_mask`, which raises ``NoDigitError``).
+    threshold, specks dropped (:func:`cnnlab.recognition.preprocess.ink_mask`, which raises ``NoDigitError``).
     """
     rgb = working_copy(picture)
     gray = rgb.convert("L")

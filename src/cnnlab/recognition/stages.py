@@ -2,7 +2,7 @@
 
 original -> flattened background -> ink mask -> chosen mark -> 20x20 -> 28x28 centred by mass, each
 panel the same height and labelled, with the answer (or why there is none) written underneath. The
-pictures come from :func:`cnnlab.preprocess.prepare_digit` called with ``stages={}``.
+pictures come from :func:`cnnlab.recognition.preprocess.prepare_digit` called with ``stages={}``.
 """
 
 from __future__ import annotations

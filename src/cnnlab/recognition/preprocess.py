@@ -9,9 +9,9 @@ on a perfectly dark background, about 20 pixels tall, strokes 2-3 pixels wide, c
 
     load_image        file / bytes / PIL image -> PIL image (RGB kept), RGBA composited on white,
                       big JPEGs decoded at 1/2, 1/4 or 1/8 scale
-    find_mark         (cnnlab.paper) the written mark on the sheet: illumination flattened, rulings
+    find_mark         (cnnlab.recognition.paper) the written mark on the sheet: illumination flattened, rulings
                       removed, components chosen; small pictures: polarity + Otsu (to_ink, ink_mask)
-    check_mark        (cnnlab.reject) one digit? not noise, a line, a scribble or several marks
+    check_mark        (cnnlab.recognition.reject) one digit? not noise, a line, a scribble or several marks
     clean_ink         -> background set to exactly 0, contrast stretched
     crop_to_ink       -> the ink's bounding box
     shrink_large      -> big crops averaged down first (cheap, keeps thin strokes as grey)
@@ -33,23 +33,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from .ink import (  # noqa: F401  (the names other modules read from here too)
-    ImageError,
-    ImageTooLargeError,
-    NoDigitError,
-    MIN_CONTRAST,
-    SPECK_FRACTION,
-    _as_uint8,
-    border_pixels,
-    to_ink,
-    histogram256,
-    histogram_quantile,
-    otsu_threshold,
-    ink_mask,
-    drop_specks,
-    clean_ink,
-    grow_by_one,
-)
+from .ink import ImageError, ImageTooLargeError, NoDigitError, MIN_CONTRAST, SPECK_FRACTION, _as_uint8, border_pixels, to_ink, histogram256, histogram_quantile, otsu_threshold, ink_mask, drop_specks, clean_ink, grow_by_one
 
 #: Refuse pictures with more pixels than this *before* decoding them (a 25-megapixel photo is fine; a
 #: 1x1-GB "decompression bomb" PNG that unpacks to 50,000 x 50,000 pixels is not).
@@ -317,14 +301,14 @@ def prepare_digit(image, *, single: bool = True, stages: dict | None = None, che
     """Any picture of one digit -> float32 ``(28, 28)`` in ``[0, 1]``, light on dark, MNIST-style.
 
     ``image`` may be a path, bytes, a PIL image or an array (see :func:`to_gray`). The written mark is
-    found first (:func:`cnnlab.paper.find_mark`: illumination flattened, rulings removed, the mark's
-    components chosen), checked to be shaped like one digit (:func:`cnnlab.reject.check_mark`; with
+    found first (:func:`cnnlab.recognition.paper.find_mark`: illumination flattened, rulings removed, the mark's
+    components chosen), checked to be shaped like one digit (:func:`cnnlab.recognition.reject.check_mark`; with
     ``single=False``, number mode, several digits are fine), then cropped, stroke-normalized, fitted in
     20x20 and centred by mass in 28x28. Pass a dict as ``stages`` to receive the intermediate pictures
     (name -> array in 0..1) that ``cnnlab predict --show`` draws. ``check=False`` skips the shape checks
     (a dataset's pictures are whatever its classes are: a dash, a letter).
 
-    Raises :class:`NoDigitError` on a blank picture (:class:`cnnlab.reject.NotADigitError` on a mark
+    Raises :class:`NoDigitError` on a blank picture (:class:`cnnlab.recognition.reject.NotADigitError` on a mark
     that is not a digit) and :class:`ImageError` on an unreadable one.
     """
     from .paper import find_mark

@@ -13,9 +13,9 @@ import threading
 
 import numpy as np
 
-from ..data.normalize import normalize
-from ..explain import grad_cam, saliency
-from ..engine.errors import ConfigError
+from ...data.normalize import normalize
+from ...explain import grad_cam, saliency
+from ...engine.errors import ConfigError
 from ..paper import WORK_SIDE
 from ..picture import prepare_resized, uses_resize
 from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
@@ -156,7 +156,7 @@ class Recognizer:
 
         A blank picture is not an error: ``prediction`` is ``None`` and ``message`` says "no digit found"
         (a page that predicts while you draw sees blank canvases all the time). Unreadable pictures raise
-        :class:`~cnnlab.preprocess.ImageError`.
+        :class:`~cnnlab.recognition.preprocess.ImageError`.
         """
         k = self.top_k if k is None else k
         if self.whole_picture:

@@ -1,8 +1,8 @@
 """Pieces of ink, grouped into digits: components that share their columns are one digit, and a short
 loose stroke belongs to its nearest neighbour.
 
-Used to cut a number into digits (:mod:`cnnlab.segment`) and to tell one digit from several in
-single-digit mode (:mod:`cnnlab.reject`). A :class:`Piece` holds component labels and a bounding box.
+Used to cut a number into digits (:mod:`cnnlab.recognition.segment`) and to tell one digit from several in
+single-digit mode (:mod:`cnnlab.recognition.reject`). A :class:`Piece` holds component labels and a bounding box.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ MODEL_HELP = ("model file (.safetensors), or a bundled model: digits (LeNet-5 on
 
 def _load(model_path):
     """A model file, a bundled model by name (``digits``, ``fashion``), or the default bundled one."""
-    from ..engine.errors import ModelFileError
-    from ..io import BUNDLED_MODELS, load_bundled_model, load_model
+    from ...engine.errors import ModelFileError
+    from ...io import BUNDLED_MODELS, load_bundled_model, load_model
 
     if model_path is None:
         return load_bundled_model()
@@ -36,10 +36,10 @@ def _load(model_path):
 
 def _show(picture, result: dict, out: Path) -> None:
     """Save the strip of preprocessing stages (original -> flattened -> ink mask -> chosen mark ->
-    20x20 -> 28x28) with the answer, or the reason for none, underneath (see :mod:`cnnlab.stages`)."""
+    20x20 -> 28x28) with the answer, or the reason for none, underneath (see :mod:`cnnlab.recognition.stages`)."""
     import io
 
-    from ..atomic import write_bytes
+    from ...atomic import write_bytes
     from ..preprocess import NoDigitError, prepare_digit
     from ..stages import stage_strip
 
@@ -85,7 +85,7 @@ def predict(images, example, model_path, k, number, as_json, show):
     Pictures go through the same steps as MNIST's digits (light on dark, 20x20 box, centred by mass)
     before the network sees them: use --show to see that picture.
     """
-    from ..engine.errors import CnnlabError, ConfigError
+    from ...engine.errors import CnnlabError, ConfigError
     from .recognize import Recognizer
 
     if example:

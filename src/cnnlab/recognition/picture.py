@@ -1,6 +1,6 @@
 """A picture as a whole-picture model's input: Fashion-MNIST clothes, CIFAR-10 photos, folder datasets.
 
-Digit models read pictures through the digit pipeline (:mod:`cnnlab.preprocess`: the ink cropped, fitted in
+Digit models read pictures through the digit pipeline (:mod:`cnnlab.recognition.preprocess`: the ink cropped, fitted in
 20x20, centred by mass), because that is how MNIST was made. Other datasets were made differently, and a
 model stores which way in its preprocessing (``"pipeline": "resize"``, see
 :func:`cnnlab.training.recipes.preprocessing_for`):
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
-from .engine.errors import ConfigError
+from ..engine.errors import ConfigError
 from .preprocess import load_image
 
 #: A border brighter than this (0..1) marks a light background: a dark object on paper or a white table.

@@ -2,7 +2,7 @@
 
 The network reads one digit at a time, so a number ("504192") must first be cut into digits:
 
-1. **ink**: the same steps as :mod:`cnnlab.preprocess` (polarity, Otsu threshold, specks dropped);
+1. **ink**: the same steps as :mod:`cnnlab.recognition.preprocess` (polarity, Otsu threshold, specks dropped);
 2. **connected components** (``scipy.ndimage.label``, 8-connected): usually one per digit;
 3. **merge broken strokes**: a "5" whose top bar did not touch its body is two components stacked in
    the same columns; components that overlap strongly along x are one digit;
@@ -115,7 +115,7 @@ def split_touching(labels: np.ndarray, piece: Piece, reference_height: float, ma
 def segment_number(image) -> list[DigitCrop]:
     """A picture of a written number -> its digits, left to right, each as an MNIST-like ``(28, 28)``.
 
-    Raises :class:`~cnnlab.preprocess.NoDigitError` on a blank picture.
+    Raises :class:`~cnnlab.recognition.preprocess.NoDigitError` on a blank picture.
     """
     ink = to_ink(to_gray(image))
     mask = ink_mask(ink)  # specks already dropped

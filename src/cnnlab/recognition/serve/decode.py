@@ -8,10 +8,10 @@ took 2 GB. Here a picture is shrunk to :data:`WORK_PIXELS` as early as the forma
 * JPEG: Pillow's ``draft()`` makes the decoder itself scale by 1/2, 1/4 or 1/8 and produce gray, so the
   full-size pixels never exist;
 * other formats (PNG, WebP, GIF, BMP) cannot decode at a smaller scale: they are decoded once, flattened
-  to gray (alpha composited on white, as :func:`cnnlab.preprocess.load_image` does) with one 8-bit copy
+  to gray (alpha composited on white, as :func:`cnnlab.recognition.preprocess.load_image` does) with one 8-bit copy
   at a time, then reduced with a box filter, which keeps a thin pen line as grey instead of dropping it.
 
-Pictures at or under the budget are returned exactly as :func:`~cnnlab.preprocess.load_image` reads
+Pictures at or under the budget are returned exactly as :func:`~cnnlab.recognition.preprocess.load_image` reads
 them, so a page drawing (280x280 or 840x280) is recognized pixel for pixel as before.
 """
 
@@ -80,7 +80,7 @@ def decode_picture(source, budget: int = WORK_PIXELS, mode: str = "L") -> Image.
     """Bytes, path, file object or PIL image -> gray ``"L"`` (or ``mode="RGB"``) image of at most ``budget``
     pixels.
 
-    Errors are those of :func:`~cnnlab.preprocess.load_image`: :class:`ImageTooLargeError` for
+    Errors are those of :func:`~cnnlab.recognition.preprocess.load_image`: :class:`ImageTooLargeError` for
     dimensions over the limits (judged from the header, before decoding), :class:`ImageError` for
     anything that is not a readable picture.
     """

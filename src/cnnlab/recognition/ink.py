@@ -1,7 +1,7 @@
 """Ink on paper, the first steps of reading any picture: which pixels are ink, and how much.
 
-Shared by the digit pipeline (:mod:`cnnlab.preprocess`), the photo steps (:mod:`cnnlab.paper`), the
-"is it a digit?" checks (:mod:`cnnlab.reject`) and the number reader (:mod:`cnnlab.segment`), so they
+Shared by the digit pipeline (:mod:`cnnlab.recognition.preprocess`), the photo steps (:mod:`cnnlab.recognition.paper`), the
+"is it a digit?" checks (:mod:`cnnlab.recognition.reject`) and the number reader (:mod:`cnnlab.recognition.segment`), so they
 all see the same ink. Arrays are float32 ``(H, W)``: ``gray`` in [0, 1] with 1 = white, ``ink`` in [0, 1]
 with 1 = ink.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .engine.errors import CnnlabError
+from ..engine.errors import CnnlabError
 
 MIN_CONTRAST = 0.2  # Otsu class means closer than this (on a 0..1 scale): no ink, just noise or paper.
 SPECK_FRACTION = 0.02  # components smaller than 2% of the largest one are dust, not strokes
