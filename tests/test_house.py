@@ -49,3 +49,18 @@ def test_engine_files_stay_short_enough_to_read():
     lengths = {str(p.relative_to(SRC)): len(p.read_text().splitlines()) for p in (SRC / "engine").rglob("*.py")}
     assert len(lengths) >= 15
     assert {name: n for name, n in lengths.items() if n >= 300} == {}
+
+
+def test_import_cnnlab_keeps_its_public_api():
+    """User code and the README use these names; the reorganisation moved modules, not the API."""
+    import cnnlab
+    from cnnlab.engine.layers import LAYER_TYPES
+
+    for name in ("build", "fit", "evaluate", "load_model", "save_model", "load_bundled_model", "load_dataset",
+                 "Sequential", *LAYER_TYPES):
+        assert callable(getattr(cnnlab, name)), name
+    model = cnnlab.Sequential([cnnlab.Conv2D(2, 3), cnnlab.ReLU(), cnnlab.Flatten(), cnnlab.Dense(3),
+                               cnnlab.Softmax()], (1, 6, 6))
+    assert model.output_shape == (3,)
+    with pytest.raises(AttributeError):
+        cnnlab.NoSuchThing  # noqa: B018

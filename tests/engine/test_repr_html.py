@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from cnnlab.evaluate import evaluate_predictions
+from cnnlab.evaluation import evaluate_predictions
 from cnnlab.training.presets import build
 
 

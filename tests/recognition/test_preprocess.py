@@ -214,3 +214,25 @@ def test_real_mnist_digits_are_left_almost_unchanged():
     # MNIST is already what the pipeline produces: it must be (nearly) a fixed point.
     errors = [np.abs(prepare_digit(img) - img / 255.0).mean() for img in images[:100]]
     assert float(np.mean(errors)) < 0.01, np.mean(errors)
+
+
+def test_a_600_dpi_a4_jpeg_scan_is_read_not_refused(tmp_path, capsys):
+    """34.8 megapixels: the JPEG decoder shrinks it while decoding, no warning reaches the user; the same
+    page as a PNG is refused in one line that says a JPEG would do."""
+    import warnings
+
+    from PIL import ImageDraw
+
+    from cnnlab.cli import main
+
+    page = Image.new("L", (4960, 7016), 255)
+    ImageDraw.Draw(page).line([(2000, 2000), (3000, 2000), (2400, 4500)], fill=0, width=60)  # a 7
+    page.save(tmp_path / "scan.jpg", quality=85)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DecompressionBombWarning would fail here
+        assert main(["predict", str(tmp_path / "scan.jpg")]) == 0
+    assert "answer: 7" in capsys.readouterr().out
+    page.save(tmp_path / "scan.png")
+    assert main(["predict", str(tmp_path / "scan.png")]) == 2
+    err = capsys.readouterr().err
+    assert "4960x7016 pixels refused" in err and "for a JPEG" in err and "Traceback" not in err

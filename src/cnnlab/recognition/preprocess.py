@@ -33,11 +33,30 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from .ink import ImageError, ImageTooLargeError, NoDigitError, MIN_CONTRAST, SPECK_FRACTION, _as_uint8, border_pixels, to_ink, histogram256, histogram_quantile, otsu_threshold, ink_mask, drop_specks, clean_ink, grow_by_one
+from .ink import (  # noqa: F401  (other modules read these names from here too)
+    ImageError,
+    ImageTooLargeError,
+    NoDigitError,
+    MIN_CONTRAST,
+    SPECK_FRACTION,
+    _as_uint8,
+    border_pixels,
+    to_ink,
+    histogram256,
+    histogram_quantile,
+    otsu_threshold,
+    ink_mask,
+    drop_specks,
+    clean_ink,
+    grow_by_one,
+)
 
 #: Refuse pictures with more pixels than this *before* decoding them (a 25-megapixel photo is fine; a
 #: 1x1-GB "decompression bomb" PNG that unpacks to 50,000 x 50,000 pixels is not).
 MAX_IMAGE_PIXELS = 25_000_000
+#: JPEGs may be larger — a 600-dpi A4 scan has 34.8 megapixels — because the decoder itself shrinks them
+#: by up to 8 per side while decoding (``Image.draft``); still below Pillow's own bomb warning (89.5 MP).
+MAX_JPEG_PIXELS = 80_000_000
 #: ... or with either side longer than this (a 1 x 20,000,000 strip is absurd even if it is small).
 MAX_IMAGE_SIDE = 20_000
 
@@ -71,7 +90,7 @@ def _open(source) -> Image.Image:
     raise ImageError(f"expected a path, bytes or a PIL image, received {type(source).__name__}")
 
 
-def check_dimensions(size: tuple[int, int]) -> None:
+def check_dimensions(size: tuple[int, int], image_format: str | None = None) -> None:
     """Raise :class:`ImageTooLargeError` if a ``(width, height)`` is too large to decode.
 
     Only the header has been read when this runs: a PNG of a few kilobytes can claim 100,000 x 100,000
@@ -80,10 +99,12 @@ def check_dimensions(size: tuple[int, int]) -> None:
     width, height = size
     if width < 1 or height < 1:
         raise ImageError(f"expected an image with pixels, received size {width}x{height}")
-    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE or width * height > MAX_IMAGE_PIXELS:
+    limit = MAX_JPEG_PIXELS if image_format == "JPEG" else MAX_IMAGE_PIXELS
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE or width * height > limit:
         raise ImageTooLargeError(
             f"image of {width}x{height} pixels refused: at most {MAX_IMAGE_SIDE} per side and "
-            f"{MAX_IMAGE_PIXELS:,} pixels in all"
+            f"{limit:,} pixels in all" + ("" if image_format == "JPEG" else
+                                          f" ({MAX_JPEG_PIXELS:,} for a JPEG, which is shrunk while decoded)")
         )
 
 
@@ -97,7 +118,7 @@ def load_image(source, mode: str = "L", max_side: int | None = None) -> Image.Im
     photo then costs a few milliseconds) that still leaves at least ``max_side / 1.5`` pixels on its long side.
     """
     opened = image = _open(source)
-    check_dimensions(image.size)
+    check_dimensions(image.size, image.format)
     try:
         image.seek(0)
         # (only on a file we opened ourselves: a caller's PIL image is never changed in place)

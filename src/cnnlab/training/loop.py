@@ -33,7 +33,7 @@ from ..data.normalize import normalize
 from ..data_parallel import training_step
 from ..engine.device import model_device, to_device, to_device_array
 from ..engine.errors import ConfigError, NumericalError, ShapeError
-from ..evaluate import evaluate_model, predicted_classes
+from ..evaluation import evaluate_model, predicted_classes
 
 
 def _arrays(data, name: str):
@@ -215,7 +215,7 @@ def evaluate(model, dataset, batch_size: int = 256, loss=None, preprocessing=Non
 
     ``dataset`` is a :class:`~cnnlab.data.Dataset` or an ``(x, y)`` pair; uint8 images are converted
     batch by batch with ``preprocessing`` (default: the one stored in the model file, else ÷255) and
-    computed on ``device`` (default: where the model is). Returns an :class:`~cnnlab.evaluate.Evaluation`.
+    computed on ``device`` (default: where the model is). Returns an :class:`~cnnlab.evaluation.Evaluation`.
     """
     from ..engine.losses import get_loss
 

@@ -94,7 +94,7 @@ def decode_picture(source, budget: int = WORK_PIXELS, mode: str = "L") -> Image.
 
 
 def _decode_opened(image: Image.Image, budget: int, owned: bool, mode: str = "L") -> Image.Image:
-    check_dimensions(image.size)
+    check_dimensions(image.size, image.format)
     if image.width * image.height <= budget:
         return load_image(image, mode=mode)  # nothing to save: the exact path the command line has always taken
     large = image.width * image.height > LARGE_PICTURE_PIXELS

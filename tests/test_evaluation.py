@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnlab.engine.errors import ShapeError
-from cnnlab.evaluate import (confusion_matrix, evaluate_model, evaluate_predictions, format_confusion,
+from cnnlab.evaluation import (confusion_matrix, evaluate_model, evaluate_predictions, format_confusion,
                              predicted_classes)
 
 
