@@ -204,3 +204,22 @@ def test_system_folder_is_searched_after_the_data_folder(fake_mnist, monkeypatch
     monkeypatch.setitem(paths.SYSTEM_DIRS, "mnist", (fake_mnist.folder,))
     ds = load_dataset("mnist", "test", tmp_path / "empty", download=False)
     assert ds.source == fake_mnist.folder and ds.verified
+
+
+@pytest.mark.parametrize(
+    "labels, problem",
+    [(np.array([3] * 5 + [200] + [3] * 14, np.uint8), "label 200 out of range; expected 0..9"),
+     (np.zeros(19, np.uint8), "image and label counts differ")],
+)
+def test_a_checksum_mismatch_says_first_what_is_wrong_with_the_file(fake_mnist, labels, problem):
+    """Verified loading of a damaged file: the message leads with the structural problem, then the checksum,
+    and the file is still there (never deleted)."""
+    from cnnlab.data.verify import ChecksumError
+
+    path = fake_mnist.folder / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(encode_idx(labels)))
+    with pytest.raises(ChecksumError) as info:
+        load_dataset("mnist", "test", fake_mnist.data_dir, download=False)
+    message = str(info.value)
+    assert problem in message and message.index(problem) < message.index("checksum mismatch")
+    assert path.is_file()

@@ -223,7 +223,7 @@ def test_emnist_archive_without_the_subset_names_the_missing_member(tmp_path, da
 def test_emnist_damaged_archive_is_refused(fake_emnist):
     data_dir, _, data = fake_emnist
     (data_dir / "emnist" / "gzip.zip").write_bytes(data[:-100])
-    with pytest.raises(ChecksumError, match="gzip.zip: checksum mismatch"):
+    with pytest.raises(ChecksumError, match="gzip.zip: damaged zip archive .*checksum mismatch"):
         load_dataset("emnist-digits", "train", data_dir, download=False)
     with pytest.raises(DataError, match="damaged zip archive"):
         load_dataset("emnist-digits", "train", data_dir, download=False, verify_checksums=False)

@@ -76,6 +76,28 @@ def _read_idx_file(spec: DatasetSpec, where: Path, fname: str, check: bool) -> t
 
 
 def _read_idx_split(spec: DatasetSpec, split: str, where: Path, check: bool) -> Dataset:
+    """The split, checked; a checksum mismatch says first what is structurally wrong, when something is
+    ("label 200 out of range", "counts differ"), so the user learns more than "not the expected bytes"."""
+    try:
+        return _read_idx_split_checked(spec, split, where, check)
+    except verify.ChecksumError as exc:
+        if exc.diagnosis is not None or not check:
+            raise
+        try:
+            _read_idx_split_checked(spec, split, where, False)  # the same reading, without the digests
+        except DataError as structural:
+            raise verify.ChecksumError(exc.path, exc.expected, exc.actual, _without_path(structural, exc.path)) from None
+        raise
+
+
+def _without_path(error: Exception, path: Path) -> str:
+    """An error's message without a leading ``"<path>: "`` (the checksum message names the file already)."""
+    text = str(error)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _read_idx_split_checked(spec: DatasetSpec, split: str, where: Path, check: bool) -> Dataset:
     if where.suffix == ".npz":
         return elsewhere.read_keras_npz(spec, split, where, check)
     images_name, labels_name = spec.files(split)

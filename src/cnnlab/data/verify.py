@@ -26,10 +26,11 @@ _memo: dict[str, tuple] = {}  # resolved path -> (size, mtime, ctime, inode, dig
 class ChecksumError(DataError):
     """A file's payload does not match the SHA-256 digest known for it."""
 
-    def __init__(self, path: Path, expected: str, actual: str):
-        self.path, self.expected, self.actual = Path(path), expected, actual
+    def __init__(self, path: Path, expected: str, actual: str, diagnosis: str | None = None):
+        self.path, self.expected, self.actual, self.diagnosis = Path(path), expected, actual, diagnosis
+        found = f"{diagnosis}; " if diagnosis else ""
         super().__init__(
-            f"{path}: checksum mismatch: SHA-256 of the payload is {actual}, expected {expected}; "
+            f"{path}: {found}checksum mismatch: SHA-256 of the payload is {actual}, expected {expected}; "
             "the file is corrupt or not the expected one: move it away and download it again"
         )
 
