@@ -63,10 +63,20 @@ class _Activation(Layer):
         raise NotImplementedError
 
 
-def _check_alpha(layer: str, alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
-        raise ConfigError(f"{layer}: alpha must be a non-negative number, received {alpha!r}")
-    return float(alpha)
+class _AlphaActivation(_Activation):
+    """An activation with one parameter ``alpha`` >= 0 (LeakyReLU's slope, ELU's saturation)."""
+
+    default_alpha = 1.0
+
+    def __init__(self, alpha: float | None = None, name: str | None = None):
+        super().__init__(name)
+        alpha = self.default_alpha if alpha is None else alpha
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
+            raise ConfigError(f"{self.kind}: alpha must be a non-negative number, received {alpha!r}")
+        self.alpha = float(alpha)
+
+    def get_config(self) -> dict:
+        return {"alpha": self.alpha}
 
 
 class ReLU(_Activation):
@@ -82,15 +92,10 @@ class ReLU(_Activation):
         return grad_out * positive
 
 
-class LeakyReLU(_Activation):
+class LeakyReLU(_AlphaActivation):
     """``x if x > 0 else alpha * x``: a small slope for negative inputs, so no unit ever stops learning."""
 
-    def __init__(self, alpha: float = 0.01, name: str | None = None):
-        super().__init__(name)
-        self.alpha = _check_alpha("LeakyReLU", alpha)
-
-    def get_config(self) -> dict:
-        return {"alpha": self.alpha}
+    default_alpha = 0.01
 
     def _forward(self, x):
         xp = array_module(x)
@@ -109,15 +114,10 @@ class LeakyReLU(_Activation):
         return slope
 
 
-class ELU(_Activation):
+class ELU(_AlphaActivation):
     """``x if x > 0 else alpha * (exp(x) - 1)``: smooth, with negative outputs down to −alpha."""
 
-    def __init__(self, alpha: float = 1.0, name: str | None = None):
-        super().__init__(name)
-        self.alpha = _check_alpha("ELU", alpha)
-
-    def get_config(self) -> dict:
-        return {"alpha": self.alpha}
+    default_alpha = 1.0
 
     def _forward(self, x):
         xp = array_module(x)
