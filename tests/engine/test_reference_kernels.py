@@ -7,7 +7,8 @@ import pytest
 
 from cnnlab.engine.layers.conv import Conv2D
 from cnnlab.engine.layers.pooling import AvgPool2D, MaxPool2D
-from cnnlab.engine.ops import reference
+from cnnlab.engine.ops import conv_kernels, reference
+from cnnlab.engine.ops.im2col import ConvGeometry
 from test_conv import naive_conv, naive_conv_backward
 from test_pooling import naive_pool
 
@@ -45,6 +46,36 @@ def test_fast_convolution_matches_the_reference(shape, kwargs):
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(layer.grads["W"], dw_ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(layer.grads["b"], db_ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, None, 10_000], ids=["chunk 1", "chunk 3", "chunk by cache", "whole batch"])
+@pytest.mark.parametrize(("shape", "kwargs"), CONV_CASES, ids=[f"{c[0]}-{c[1]}" for c in CONV_CASES])
+def test_the_chunked_kernels_match_the_reference_for_any_chunk_size(shape, kwargs, chunk):
+    """Forward, dL/dW, dL/db and dL/dx (col2im form) of ops.conv_kernels, chunk by chunk, equal the reference."""
+    rng = np.random.default_rng(5)
+    layer = conv_layer(kwargs, shape)
+    geom, w, b, s = layer.geometry, layer.params["W"], layer.params["b"], layer.stride[0]
+    x = rng.standard_normal(shape)
+    padded = np.zeros(geom.padded_shape(shape[0]))
+    y = conv_kernels.convolve(x, w, b, geom, padded=padded, chunk=chunk)
+    np.testing.assert_allclose(y, reference.conv_forward(x, w, b, s, geom.pad_h, geom.pad_w), rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    dw, db, dx = conv_kernels.convolution_gradients(dy, w, padded, geom, input_grad=True, chunk=chunk)
+    for ours, expected in zip((dx, dw, db), reference.conv_backward(x, w, dy, s, geom.pad_h, geom.pad_w)):
+        np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_the_chunk_size_follows_the_cache_budget(monkeypatch):
+    """Chunks hold at most about CHUNK_BYTES of columns, and a CuPy-like module gets the whole batch."""
+    geom = ConvGeometry(16, 28, 28, 3, 3, 1, (1, 1), (1, 1))  # 144 x 840 floats = 484 kB of columns per image
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 4 << 20)
+    assert conv_kernels.images_per_chunk(geom, 50, 4) == 8  # 8 fit in 4 MB: 7 chunks
+    assert conv_kernels.images_per_chunk(geom, 9, 4) == 5  # 9 images: 2 chunks, evened out
+    assert [b - a for a, b in conv_kernels.chunk_bounds(50, 8)] == [8] * 6 + [2]
+    assert conv_kernels.images_per_chunk(geom, 50, 8) == 4  # float64: twice the bytes
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 1)
+    assert conv_kernels.images_per_chunk(geom, 50, 4) == 1  # never less than one image
+    assert conv_kernels.images_per_chunk(geom, 50, 4, xp=object()) == 50
 
 
 @pytest.mark.parametrize(("shape", "kwargs"), CONV_CASES[2:5], ids=[str(c[1]) for c in CONV_CASES[2:5]])

@@ -251,7 +251,7 @@ def test_replicas_share_parameters_but_not_gradients_or_buffers(any_size):
     for twin in twins:
         assert twin.params is conv.params
         assert twin.grads is not conv.grads and twin._work is not conv._work
-    assert twins[0]._work["cols"] is not twins[1]._work["cols"]
+    assert twins[0]._work["padded"] is not twins[1]._work["padded"]
 
 
 def test_replaced_parameter_arrays_are_used(any_size):

@@ -44,8 +44,8 @@ from __future__ import annotations
 from ..backend import array_module
 from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
-from ..ops.im2col import (ConvGeometry, col2im, grid_to_images, im2col, images_to_grid, same_padding,
-                          weight_gradient)
+from ..ops.conv_kernels import convolution_gradients, convolve
+from ..ops.im2col import ConvGeometry, same_padding
 from ..ops.workspace import scratch
 from .base import Layer, int_pair, positive_int
 
@@ -79,7 +79,7 @@ class Conv2D(Layer):
         self.bias_initializer = bias_initializer
         self.geometry: ConvGeometry | None = None
         self._transposed_geometry: ConvGeometry | None = None  # the dL/dx convolution's, when it is used
-        self._cols = None  # im2col of the last training input, for dL/dW
+        self._padded = None  # the last training input, padded (flat, channel-major), for dL/dW
         self._n = 0
         self._work: dict[str, object] = {}  # reusable work arrays (training mode), keyed by purpose
 
@@ -134,17 +134,6 @@ class Conv2D(Layer):
                 "bias_initializer": self.bias_initializer}
 
     # -- computation --------------------------------------------------------------------------------
-    def _workspace(self, key: str, shape, xp, zeros: bool = False):
-        """A work array kept between training batches: fresh tens-of-MB arrays cost page faults every call.
-
-        Zero-initialised work arrays rely on callers writing only the same interior every time.
-        """
-        buf = self._work.get(key)
-        if buf is None or buf.shape != tuple(shape) or array_module(buf) is not xp:
-            buf = (xp.zeros if zeros else xp.empty)(shape, dtype=self.dtype)
-            self._work[key] = buf
-        return buf
-
     def forward_flops(self, batch: int) -> int:
         """``2·N·F·H'·W'·C·kh·kw``: one multiply-add per weight per output position."""
         f, c, kh, kw = self.params["W"].shape
@@ -152,57 +141,44 @@ class Conv2D(Layer):
         return 2 * batch * f * ho * wo * c * kh * kw
 
     def forward(self, x, training: bool = False, keep_cache: bool = False):
-        """``(N, C, H, W) -> (N, F, Ho, Wo)``: im2col, one GEMM, bias."""
+        """``(N, C, H, W) -> (N, F, Ho, Wo)``: im2col and one GEMM per chunk of images, plus the bias."""
         self.check_input(x)
         xp = array_module(x)
         geom, n = self.geometry, x.shape[0]
-        weights = self.params["W"].reshape(self.filters, -1)
-        if training or keep_cache:  # reuse work arrays between batches; keep the columns for backward
-            padded = self._workspace("padded", geom.padded_shape(n), xp, zeros=True)
-            cols = self._workspace("cols", (geom.window_size, geom.grid_size(n)), xp)
-            cols = im2col(x, geom, out=cols, padded=padded)
-            self._cols, self._n = cols, n
-        else:  # inference caches nothing (and may see much larger batches)
-            cols = im2col(x.astype(self.dtype, copy=False), geom)
-        y = weights @ cols  # (F, N*Ho*Wg): the whole convolution in one sgemm
-        return grid_to_images(y, n, geom, self.params["b"] if self.use_bias else None)
+        padded = None
+        if training or keep_cache:  # keep the padded input for backward, in an array reused between batches
+            padded = self._work.get("padded")
+            if padded is None or padded.shape != geom.padded_shape(n) or array_module(padded) is not xp:
+                padded = self._work["padded"] = xp.zeros(geom.padded_shape(n), dtype=self.dtype)  # border stays 0
+            self._padded, self._n = padded, n
+        return convolve(x, self.params["W"], self.params["b"] if self.use_bias else None, geom, padded=padded)
 
     def backward(self, grad_out):
         """``(N, F, Ho, Wo) -> (N, C, H, W)``; stores ``grads["W"]`` (and ``grads["b"]``).
 
         Returns ``None`` when ``needs_input_grad`` is False (first layer).
         """
-        cols = self.cached(self._cols)
-        xp = array_module(grad_out)
+        padded = self.cached(self._padded)
         geom, n = self.geometry, self._n
         expected = (n, self.filters, geom.out_h, geom.out_w)
         if tuple(grad_out.shape) != expected:
             raise ShapeError(f"{self.describe()}: expected a gradient of shape {expected}, received {tuple(grad_out.shape)}")
-        delta = self._workspace("delta", (self.filters, geom.grid_size(n)), xp, zeros=True)
-        delta = images_to_grid(grad_out, geom, out=delta)  # (F, N*Ho*Wg), zeros in junk columns
-        # The three gradients of y = W · cols + b (one matrix product, so three short lines):
-        self.grads["W"] = weight_gradient(delta, cols).reshape(self.params["W"].shape)  # dL/dW = δ · colsᵀ
+        by_convolution = self.needs_input_grad and self._transposed_geometry is not None
+        # The three gradients of y = W · cols + b, chunk by chunk (dL/dx here as col2im(Wᵀ · δ)):
+        dw, db, dx = convolution_gradients(grad_out, self.params["W"], padded, geom,
+                                           input_grad=self.needs_input_grad and not by_convolution)
+        self.grads["W"] = dw
         if self.use_bias:
-            self.grads["b"] = delta.sum(axis=1)  # dL/db = Σ δ over every position of every image
-        if not self.needs_input_grad:
-            return None
-        if self._transposed_geometry is not None:
-            return self._input_gradient_by_convolution(grad_out, xp)
-        # dL/dx = col2im(Wᵀ · δ): the full convolution with the rotated kernels, folded back into images.
-        weights = self.params["W"].reshape(self.filters, -1)
-        dcols = scratch("dcols", cols.shape, self.dtype, xp)  # shared by the layers: see ops.workspace
-        xp.matmul(weights.T, delta, out=dcols)
-        return col2im(dcols, n, geom, padded=scratch("dpadded", geom.padded_shape(n), self.dtype, xp))
+            self.grads["b"] = db
+        return self._input_gradient_by_convolution(grad_out) if by_convolution else dx
 
-    def _input_gradient_by_convolution(self, grad_out, xp):
+    def _input_gradient_by_convolution(self, grad_out):
         """dL/dx as the textbook writes it: the deltas, padded with k − 1 − P zeros, correlated with the
         180°-rotated kernels, input and output channels swapped: ``(N, F, Ho, Wo) -> (N, C, H, W)``."""
-        geom, n = self._transposed_geometry, self._n
-        rotated = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, kh, kw)
-        rotated = xp.ascontiguousarray(rotated).reshape(rotated.shape[0], -1)
+        xp = array_module(grad_out)
+        geom = self._transposed_geometry
+        rotated = xp.ascontiguousarray(self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, kh, kw)
         # shared with the other layers of this thread (ops.workspace); the border must be zero, so we clear it
-        padded = scratch("delta_padded", geom.padded_shape(n), self.dtype, xp)
+        padded = scratch("delta_padded", geom.padded_shape(grad_out.shape[0]), self.dtype, xp)
         padded.fill(0)
-        cols = im2col(grad_out, geom, out=scratch("delta_cols", (geom.window_size, geom.grid_size(n)), self.dtype, xp),
-                      padded=padded)
-        return grid_to_images(rotated @ cols, n, geom)
+        return convolve(grad_out, rotated, None, geom, padded=padded)

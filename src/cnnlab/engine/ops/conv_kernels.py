@@ -1,0 +1,151 @@
+"""The convolution's three kernels — forward, dL/dW (+ dL/db), dL/dx — on chunks of the batch that fit in cache.
+
+The maths is the textbook one (:mod:`cnnlab.engine.layers.conv` derives it; :mod:`.reference` writes it
+plainly); this module is about *where the bytes go*. Done on a whole batch at once, the column matrix of a
+16-channel 3x3 convolution on 28x28 images is 144 x 42,000 floats = 24 MB for 50 images: im2col writes it to
+main memory, the GEMM reads it back, and backward keeps it and reads it twice more. With M = F = 16 rows
+the GEMM does only 16 multiply-adds per column value it loads, so it runs at the speed of memory: measured
+on one core (AMD EPYC, OpenBLAS 0.3.31 ``SkylakeX``) 32 GFLOP/s on the whole batch, 64-80 GFLOP/s on
+slices of a few images that stay in cache.
+
+So every kernel walks the batch in **chunks** of a few images (:func:`images_per_chunk`: the chunk's
+columns take about :data:`CHUNK_BYTES`). A chunk's columns are written and read back while they are still
+in cache, into work arrays shared by every layer of the thread (:func:`.workspace.scratch`), so no
+batch-sized column matrix exists at all. Backward does not keep the forward's columns either: it keeps the
+padded input (``1/(kh·kw)`` of their size) and recomputes a chunk's columns from it, a copy in cache.
+Per chunk of ``m`` images (``K = C·kh·kw``, ``G = Ho·Wg`` grid columns per image, see :mod:`.im2col`)::
+
+    forward   cols (K, m·G) = windows of x_pad[chunk];  y[chunk] = W (F, K) @ cols + b
+    dL/dW     += δ[chunk] (F, m·G) @ cols.T          (cols recomputed)
+    dL/dx     dx[chunk] = col2im(W.T @ δ[chunk])     (or the forward kernel on the padded δ, see conv.py)
+
+Chunking changes only the order in which dL/dW's terms are added (float64 results agree to 1e-12 for any
+chunk size; the tests check chunk sizes 1, 3 and the whole batch). A CuPy batch runs as one chunk: a GPU
+wants the biggest products it can get.
+
+References: the im2col formulation is Chellapilla, Puri & Simard, "High Performance Convolutional Neural
+Networks for Document Processing" (2006); blocking the lowered matrix for the cache is the idea of Goto &
+van de Geijn, "Anatomy of High-Performance Matrix Multiplication" (2008), applied one level up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import array_module
+from .im2col import ConvGeometry, _images_in_padded, _interior, _window_view, pad_flat
+from .workspace import scratch
+
+#: Bytes of column matrix per chunk. Measured per layer (vgg-mini, 50-image shards, one BLAS thread per
+#: core, both cores busy): chunks of ~1 MB (the L2 of a core) double the number of NumPy calls and lose
+#: to the whole batch once two threads contend for the interpreter; ~4 MB (L2 plus a core's share of L3)
+#: was fastest (conv 16->16 on 28x28: 25.1 -> 19.2 ms forward + backward), and 16 MB no better than the
+#: whole batch. Set it to tune for another machine.
+CHUNK_BYTES = 4 << 20
+
+
+def images_per_chunk(geom: ConvGeometry, n: int, itemsize: int, xp=np) -> int:
+    """How many images of a batch of ``n`` one chunk holds: columns of at most about :data:`CHUNK_BYTES`
+    (never less than one image), as few chunks as that allows, evened out (a CuPy batch: one chunk)."""
+    if xp is not np:
+        return n
+    per_image = itemsize * geom.window_size * geom.out_h * geom.grid_w
+    most = max(1, CHUNK_BYTES // per_image)
+    chunks = -(-n // most)  # ceil: as few chunks as the budget allows, then as even as they can be
+    return -(-n // chunks)
+
+
+def chunk_bounds(n: int, chunk: int):
+    """``(start, stop)`` of each chunk of ``chunk`` images (the last one may be shorter)."""
+    return [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+
+
+def _columns(windows, a: int, b: int, geom: ConvGeometry, dtype, xp):
+    """im2col of images ``[a, b)`` from the window view of the padded batch: ``(K, m·G)``, in scratch."""
+    cols = scratch("conv.cols", (geom.window_size, geom.grid_size(b - a)), dtype, xp)
+    part = windows[:, :, :, a:b]
+    cols.reshape(part.shape)[...] = part
+    return cols
+
+
+def _grid_view(y, m: int, geom: ConvGeometry):
+    """``(F, m·Ho·Wg)`` -> the ``(m, F, Ho, Wo)`` view of its real columns (junk columns dropped)."""
+    return y.reshape(y.shape[0], m, geom.out_h, geom.grid_w)[:, :, :, :geom.out_w].transpose(1, 0, 2, 3)
+
+
+def convolve(x, weights, bias, geom: ConvGeometry, padded=None, chunk: int | None = None):
+    """``x (N, C, H, W)``, ``weights (F, C, kh, kw)``, ``bias (F,)`` or None -> ``y (N, F, Ho, Wo)``.
+
+    ``padded`` is the flat padded copy of ``x`` to fill (``geom.padded_shape(N)``, zero border), kept by a
+    training layer for backward; without it one is allocated. ``chunk``: images per chunk (default
+    :func:`images_per_chunk`).
+    """
+    xp = array_module(x)
+    n, filters = x.shape[0], weights.shape[0]
+    dtype = weights.dtype
+    padded = pad_flat(x, geom, out=padded) if padded is not None else pad_flat(x.astype(dtype, copy=False), geom)
+    windows = _window_view(padded, n, geom)
+    w2d = weights.reshape(filters, -1)
+    out = xp.empty((n, filters, geom.out_h, geom.out_w), dtype=dtype)
+    chunk = chunk or images_per_chunk(geom, n, padded.itemsize, xp)
+    for a, b in chunk_bounds(n, chunk):
+        cols = _columns(windows, a, b, geom, dtype, xp)
+        y = xp.matmul(w2d, cols, out=scratch("conv.y", (filters, cols.shape[1]), dtype, xp))
+        if bias is None:
+            out[a:b] = _grid_view(y, b - a, geom)
+        else:  # crop the junk columns, back to (N, F, Ho, Wo), add the bias: one pass
+            xp.add(_grid_view(y, b - a, geom), bias.reshape(1, filters, 1, 1), out=out[a:b])
+    return out
+
+
+def _delta_grid(grad_out, a: int, b: int, geom: ConvGeometry, xp):
+    """δ of images ``[a, b)`` laid out like the GEMM output, ``(F, m·G)``, with zeros in the junk columns."""
+    filters = grad_out.shape[1]
+    delta = scratch("conv.delta", (filters, geom.grid_size(b - a)), grad_out.dtype, xp)
+    grid = delta.reshape(filters, b - a, geom.out_h, geom.grid_w)
+    grid[:, :, :, geom.out_w:] = 0
+    grid[:, :, :, :geom.out_w] = grad_out[a:b].transpose(1, 0, 2, 3)
+    return delta
+
+
+def _fold_into(dcols, m: int, geom: ConvGeometry, out, xp):
+    """col2im of one chunk: every column of ``dcols (K, m·G)`` added onto its window, the interior written
+    to ``out (m, C, H, W)``. One strided slab per kernel offset ``(i, j)``, not one step per pixel."""
+    padded = scratch("conv.dpadded", geom.padded_shape(m), dcols.dtype, xp)
+    padded.fill(0)
+    windows = _window_view(padded, m, geom)  # a view: adding into it adds into ``padded``
+    slabs = dcols.reshape(windows.shape)
+    for i in range(geom.kernel_h):
+        for j in range(geom.kernel_w):
+            windows[:, i, j] += slabs[:, i, j]
+    out[...] = _interior(_images_in_padded(padded, m, geom), geom).transpose(1, 0, 2, 3)
+
+
+def convolution_gradients(grad_out, weights, padded, geom: ConvGeometry, input_grad: bool = True,
+                          chunk: int | None = None):
+    """``(dL/dW (F, C, kh, kw), dL/db (F,), dL/dx (N, C, H, W) or None)`` from ``δ = grad_out (N, F, Ho, Wo)``.
+
+    ``padded`` is the flat padded input the forward pass kept. dL/dx is computed here as ``col2im(W.T @ δ)``
+    chunk by chunk when ``input_grad``; the layer may instead compute it as a convolution (see conv.py).
+    """
+    xp = array_module(grad_out)
+    n, filters = grad_out.shape[0], weights.shape[0]
+    dtype = weights.dtype
+    windows = _window_view(padded, n, geom)
+    w2d = weights.reshape(filters, -1)
+    # OpenBLAS runs dL/dW's product (long inner dimension m·G) 15-40% faster as cols @ δ.T, a (K, F) result,
+    # when the windows have at least as many values as there are filters (docs/performance.md).
+    transposed = geom.window_size >= filters
+    dw = xp.zeros((geom.window_size, filters) if transposed else (filters, geom.window_size), dtype=dtype)
+    dx = xp.empty((n, geom.channels, geom.height, geom.width), dtype=dtype) if input_grad else None
+    chunk = chunk or images_per_chunk(geom, n, padded.itemsize, xp)
+    for a, b in chunk_bounds(n, chunk):
+        cols = _columns(windows, a, b, geom, dtype, xp)  # recomputed: cheaper than keeping them
+        delta = _delta_grid(grad_out, a, b, geom, xp)
+        product = scratch("conv.dw", dw.shape, dtype, xp)
+        dw += xp.matmul(cols, delta.T, out=product) if transposed else xp.matmul(delta, cols.T, out=product)
+        if input_grad:
+            dcols = xp.matmul(w2d.T, delta, out=scratch("conv.dcols", cols.shape, dtype, xp))
+            _fold_into(dcols, b - a, geom, dx[a:b], xp)
+    dw = (xp.ascontiguousarray(dw.T) if transposed else dw).reshape(weights.shape)
+    return dw, grad_out.sum(axis=(0, 2, 3)), dx
