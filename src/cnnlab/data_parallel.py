@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import threading
 
 import numpy as np
@@ -41,6 +42,7 @@ import numpy as np
 from .engine.backend import array_module
 from .engine.errors import ConfigError
 from .engine.layers import BatchNorm, Dropout
+from .process_parallel import ProcessDataParallel, can_use_processes
 from .threads import blas_limit_available, default_threads, in_pool_worker, map_in_threads
 
 #: Layers a batch can be split for: those that treat every sample on its own, Dropout (its masks are
@@ -56,6 +58,9 @@ SHARD_SUM_TIMEOUT = 300.0
 #: save (an MLP step takes well under a millisecond): such models train serially.
 MIN_FLOPS_PER_SAMPLE = 500_000
 
+#: Environment variable: ``threads`` keeps the shards in threads even where worker processes would do.
+SHARDS_VARIABLE = "CNNLAB_SHARDS"
+
 #: Smallest shard worth a thread: the last, short batch of an epoch may be trained serially.
 MIN_SHARD = 8
 
@@ -69,15 +74,27 @@ def can_shard(model) -> bool:
 
 
 def training_step(model, threads: int | None = None):
-    """What trains ``model``: a :class:`DataParallel` wrapper when it pays, else the model itself.
+    """What trains ``model``: a data-parallel wrapper when it pays, else the model itself.
 
     ``threads``: ``None`` for :func:`cnnlab.threads.default_threads`, ``1`` for the plain serial step.
-    Both have ``train_step(x, y, loss, optimizer) -> (loss, output)``.
+    The wrapper is :class:`cnnlab.process_parallel.ProcessDataParallel` (shards in worker processes) where
+    the platform and the model allow it and ``$CNNLAB_SHARDS`` is not ``threads``, else :class:`DataParallel`
+    (shards in threads). All have ``train_step(x, y, loss, optimizer) -> (loss, output)``; call
+    :func:`release` when done with one.
     """
     threads = check_threads(threads)
     if threads >= 2 and can_shard(model) and blas_limit_available():
+        if os.environ.get(SHARDS_VARIABLE, "").strip() != "threads" and can_use_processes(model):
+            return ProcessDataParallel(model, threads)
         return DataParallel(model, threads)
     return model
+
+
+def release(stepper) -> None:
+    """Stop the worker processes of what :func:`training_step` returned, if it has any."""
+    close = getattr(stepper, "close", None)
+    if callable(close):
+        close()
 
 
 def check_threads(threads) -> int:

@@ -77,7 +77,7 @@ _blas_limit = None    # the limiter the first of them set up: it restores what B
 
 
 @contextlib.contextmanager
-def _one_blas_thread():
+def one_blas_thread():
     """BLAS limited to one thread while the block runs, however many threads are inside one at a time.
 
     The limit is process-wide and ``threadpoolctl`` restores, on leaving, what it saw on entering. Two
@@ -123,7 +123,7 @@ def map_in_threads(fn, items: list, threads: int) -> list:
             failed.set()
             raise
 
-    with _one_blas_thread():
+    with one_blas_thread():
         helpers = [_pool(threads - 1).submit(work) for _ in range(min(threads, len(items)) - 1)]
         try:
             work()

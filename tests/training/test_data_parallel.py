@@ -32,6 +32,12 @@ def model_of(step):
     return getattr(step, "model", step)
 
 
+@pytest.fixture(autouse=True)
+def shards_in_threads(monkeypatch):
+    """These tests are about the threads; tests/training/test_process_parallel.py tests the processes."""
+    monkeypatch.setenv(parallel.SHARDS_VARIABLE, "threads")
+
+
 @pytest.fixture
 def any_size(monkeypatch):
     """Let the small test models shard (real presets are big enough on their own)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data_parallel import training_step
+from ..data_parallel import release, training_step
 from ..engine.device import synchronize, to_device, to_device_array
 
 #: Layer kinds grouped for the summary ("which are faster?").
@@ -251,6 +251,7 @@ def epoch_speed(model, x, y, device: str = "cpu", batch: int = 100, loss="crosse
             stepper.train_step(xd[start:start + batch], yd[start:start + batch], loss, optimizer)
         synchronize(device)
         seconds.append(time.perf_counter() - t)
+    release(stepper)
     return EpochSpeed(getattr(model, "name", "model"), device, len(x), batch, seconds)
 
 

@@ -30,7 +30,7 @@ from .callbacks import (MONITORS, Callback, DivergenceGuard, EarlyStopping, Epoc
                         TrainingState)
 from ..data.batches import Batches
 from ..data.normalize import normalize
-from ..data_parallel import training_step
+from ..data_parallel import release, training_step
 from ..engine.device import model_device, to_device, to_device_array
 from ..engine.errors import ConfigError, NumericalError, ShapeError
 from ..evaluation import evaluate_model, predicted_classes
@@ -205,6 +205,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
             cb.on_train_end(state)
         exc.history = state.history
         raise
+    finally:
+        release(stepper)  # worker processes, if the step had any
     for cb in callbacks:
         cb.on_train_end(state)
     return state.history
