@@ -147,9 +147,9 @@ def peak_memory_mb(library: str, arch: str, images: int, batch: int, threads: in
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _status_kb(field: str) -> int:
-    """A ``/proc/self/status`` figure in KiB (``VmRSS``: resident now; ``VmHWM``: peak resident)."""
-    with open("/proc/self/status") as handle:
+def _status_kb(field: str, pid="self") -> int:
+    """A ``/proc/PID/status`` figure in KiB (``VmRSS``: resident now; ``VmHWM``: peak resident)."""
+    with open(f"/proc/{pid}/status") as handle:
         for line in handle:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
@@ -193,7 +193,14 @@ def memory_child(library: str, arch: str, images: int, batch: int, threads: int)
         from cnnlab.engine.optim import Adam
 
         before = _start_peak()
-        cnnlab_epoch(training_step(model, threads), Adam(lr=1e-3), get_loss("crossentropy"), x, y, batch)
+        stepper = training_step(model, threads)
+        cnnlab_epoch(stepper, Adam(lr=1e-3), get_loss("crossentropy"), x, y, batch)
+        # Worker processes (cnnlab.process_parallel) are forked during the epoch with this process's pages
+        # (shared, counted in their RSS too): their peak minus the RSS before the epoch bounds what they added.
+        workers = [process.pid for _, process in getattr(stepper, "_workers", None) or []]
+        added = sum(_status_kb("VmHWM", pid) - before for pid in workers)
+        print(round((_status_kb("VmHWM") - before + added) / 1024, 1))
+        return
     print(round((_status_kb("VmHWM") - before) / 1024, 1))
 
 

@@ -9,7 +9,7 @@ on one core (AMD EPYC, OpenBLAS 0.3.31 ``SkylakeX``) 32 GFLOP/s on the whole bat
 slices of a few images that stay in cache.
 
 So every kernel walks the batch in **chunks** of a few images (:func:`images_per_chunk`: the chunk's
-columns take about :data:`CHUNK_BYTES`). A chunk's columns are written and read back while they are still
+columns take at most about :data:`CHUNK_BYTES`, 2 MB). A chunk's columns are written and read back while they are still
 in cache, into work arrays shared by every layer of the thread (:func:`.workspace.scratch`), so no
 batch-sized column matrix exists at all. Backward does not keep the forward's columns either: it keeps the
 padded input (``1/(kh·kw)`` of their size) and recomputes a chunk's columns from it, a copy in cache.
@@ -36,12 +36,12 @@ from ..backend import array_module
 from .im2col import ConvGeometry, _images_in_padded, _interior, _window_view, pad_flat
 from .workspace import scratch
 
-#: Bytes of column matrix per chunk. Measured per layer (vgg-mini, 50-image shards, one BLAS thread per
-#: core, both cores busy): chunks of ~1 MB (the L2 of a core) double the number of NumPy calls and lose
-#: to the whole batch once two threads contend for the interpreter; ~4 MB (L2 plus a core's share of L3)
-#: was fastest (conv 16->16 on 28x28: 25.1 -> 19.2 ms forward + backward), and 16 MB no better than the
-#: whole batch. Set it to tune for another machine.
-CHUNK_BYTES = 4 << 20
+#: Bytes of column matrix per chunk. Measured on a 2-vCPU AMD EPYC (1 MB of L2 per core, 32 MB of L3 shared),
+#: a whole vgg-mini training step of 100 images, both cores busy with a shard each (worker processes), median
+#: of 4 rounds: 0.5 MB 58.7 ms, 1 MB 53.6, 2 MB 51.8, 4 MB 55.5, 8 MB 68.8 (the whole batch's columns: ~80).
+#: Smaller chunks mean more NumPy calls per layer; bigger ones spill out of the caches. Set it to tune for
+#: another machine.
+CHUNK_BYTES = 2 << 20
 
 
 def images_per_chunk(geom: ConvGeometry, n: int, itemsize: int, xp=np) -> int:
