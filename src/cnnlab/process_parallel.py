@@ -28,6 +28,7 @@ The workers stop when the wrapper is garbage-collected, when :meth:`close` is ca
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import multiprocessing
 import os
@@ -79,8 +80,26 @@ def _entries(model, dtype):
             for key, array in layer.params.items() if array.dtype == dtype]
 
 
+def _keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed blocks of up to 32 MB for reuse instead of returning them to the OS.
+
+    A training step allocates and frees the same few-MB arrays every time; returned to the OS, each comes
+    back as fresh pages, one page fault per 4 kB, and page faults are slow in a virtual machine. Measured
+    (LeNet-5, 100-image steps in two shards on a 2-vCPU VM, median of 4 rounds): 11.5 -> 10.9 ms; vgg-mini:
+    no difference. Only in our own worker processes: the
+    user's process keeps its settings. No effect (and no error) without glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD: blocks below this come from the reusable heap
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep this much free memory at the heap's top
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker(conn, model, params: _FlatShared, grads: _FlatShared) -> None:
     """A worker's life: compute the shards it is sent, until told to stop (or the parent is gone)."""
+    _keep_freed_memory()
     for (index, key, _), view in zip(params.entries, params.views):
         model.layers[index].params[key] = view  # the parent's current values, copied in before each step
     with one_blas_thread():  # the other cores are busy with the other shards

@@ -6,14 +6,16 @@ a cross-correlation (the kernel is not flipped)::
 
     y[n, f, u, v] = b[f] + Σ_{c,i,j} W[f, c, i, j] · x_pad[n, c, u·S + i, v·S + j]
 
-Forward = im2col + one GEMM: ``W.reshape(F, C·kh·kw) @ im2col(x)`` (see :mod:`cnnlab.engine.ops.im2col`).
+Forward = im2col + one GEMM: ``W.reshape(F, C·kh·kw) @ im2col(x)`` (see :mod:`cnnlab.engine.ops.im2col`), done
+on chunks of a few images whose columns fit in the cache (:mod:`cnnlab.engine.ops.conv_kernels`); training
+keeps the padded input, and backward recomputes each chunk's columns from it.
 
 Backward, for ``δ = dL/dy (N, F, Ho, Wo)`` — the textbook derivation, and how we compute it:
 
 * ``dL/db[f] = Σ_{n,u,v} δ[n, f, u, v]``.
 * ``dL/dW`` is the *valid cross-correlation of the input with the output deltas*:
   ``dL/dW[f, c, i, j] = Σ_{n,u,v} δ[n, f, u, v] · x_pad[n, c, u·S + i, v·S + j]``, which in column form is
-  one GEMM: ``δ (F, N·Ho·Wo) @ cols.T``.
+  one GEMM: ``δ (F, N·Ho·Wo) @ cols.T`` (a sum of one such product per chunk).
 * ``dL/dx`` is the *full convolution of the deltas with the 180°-rotated kernels* (channels in and out
   swapped; for S = 1 and no padding): ``dL/dx[n, c] = Σ_f full_corr(δ[n, f], rot180(W[f, c]))``, where
   ``full_corr`` slides the kernel over ``δ`` padded with ``k − 1`` zeros on each side (the same sliding

@@ -33,7 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import array_module
-from .im2col import ConvGeometry, _images_in_padded, _interior, _window_view, pad_flat
+from .im2col import (ConvGeometry, _window_view, fold_columns, grid_to_images, images_to_grid, pad_flat,
+                     window_columns)
 from .workspace import scratch
 
 #: Bytes of column matrix per chunk. Measured on a 2-vCPU AMD EPYC (1 MB of L2 per core, 32 MB of L3 shared),
@@ -62,15 +63,7 @@ def chunk_bounds(n: int, chunk: int):
 
 def _columns(windows, a: int, b: int, geom: ConvGeometry, dtype, xp):
     """im2col of images ``[a, b)`` from the window view of the padded batch: ``(K, m·G)``, in scratch."""
-    cols = scratch("conv.cols", (geom.window_size, geom.grid_size(b - a)), dtype, xp)
-    part = windows[:, :, :, a:b]
-    cols.reshape(part.shape)[...] = part
-    return cols
-
-
-def _grid_view(y, m: int, geom: ConvGeometry):
-    """``(F, m·Ho·Wg)`` -> the ``(m, F, Ho, Wo)`` view of its real columns (junk columns dropped)."""
-    return y.reshape(y.shape[0], m, geom.out_h, geom.grid_w)[:, :, :, :geom.out_w].transpose(1, 0, 2, 3)
+    return window_columns(windows, a, b, scratch("conv.cols", (geom.window_size, geom.grid_size(b - a)), dtype, xp))
 
 
 def convolve(x, weights, bias, geom: ConvGeometry, padded=None, chunk: int | None = None):
@@ -91,34 +84,8 @@ def convolve(x, weights, bias, geom: ConvGeometry, padded=None, chunk: int | Non
     for a, b in chunk_bounds(n, chunk):
         cols = _columns(windows, a, b, geom, dtype, xp)
         y = xp.matmul(w2d, cols, out=scratch("conv.y", (filters, cols.shape[1]), dtype, xp))
-        if bias is None:
-            out[a:b] = _grid_view(y, b - a, geom)
-        else:  # crop the junk columns, back to (N, F, Ho, Wo), add the bias: one pass
-            xp.add(_grid_view(y, b - a, geom), bias.reshape(1, filters, 1, 1), out=out[a:b])
+        grid_to_images(y, b - a, geom, bias, out=out[a:b])  # crop the junk columns, add the bias: one pass
     return out
-
-
-def _delta_grid(grad_out, a: int, b: int, geom: ConvGeometry, xp):
-    """δ of images ``[a, b)`` laid out like the GEMM output, ``(F, m·G)``, with zeros in the junk columns."""
-    filters = grad_out.shape[1]
-    delta = scratch("conv.delta", (filters, geom.grid_size(b - a)), grad_out.dtype, xp)
-    grid = delta.reshape(filters, b - a, geom.out_h, geom.grid_w)
-    grid[:, :, :, geom.out_w:] = 0
-    grid[:, :, :, :geom.out_w] = grad_out[a:b].transpose(1, 0, 2, 3)
-    return delta
-
-
-def _fold_into(dcols, m: int, geom: ConvGeometry, out, xp):
-    """col2im of one chunk: every column of ``dcols (K, m·G)`` added onto its window, the interior written
-    to ``out (m, C, H, W)``. One strided slab per kernel offset ``(i, j)``, not one step per pixel."""
-    padded = scratch("conv.dpadded", geom.padded_shape(m), dcols.dtype, xp)
-    padded.fill(0)
-    windows = _window_view(padded, m, geom)  # a view: adding into it adds into ``padded``
-    slabs = dcols.reshape(windows.shape)
-    for i in range(geom.kernel_h):
-        for j in range(geom.kernel_w):
-            windows[:, i, j] += slabs[:, i, j]
-    out[...] = _interior(_images_in_padded(padded, m, geom), geom).transpose(1, 0, 2, 3)
 
 
 def convolution_gradients(grad_out, weights, padded, geom: ConvGeometry, input_grad: bool = True,
@@ -141,11 +108,12 @@ def convolution_gradients(grad_out, weights, padded, geom: ConvGeometry, input_g
     chunk = chunk or images_per_chunk(geom, n, padded.itemsize, xp)
     for a, b in chunk_bounds(n, chunk):
         cols = _columns(windows, a, b, geom, dtype, xp)  # recomputed: cheaper than keeping them
-        delta = _delta_grid(grad_out, a, b, geom, xp)
+        delta = images_to_grid(grad_out[a:b], geom, out=scratch("conv.delta", (filters, cols.shape[1]), dtype, xp))
         product = scratch("conv.dw", dw.shape, dtype, xp)
         dw += xp.matmul(cols, delta.T, out=product) if transposed else xp.matmul(delta, cols.T, out=product)
         if input_grad:
             dcols = xp.matmul(w2d.T, delta, out=scratch("conv.dcols", cols.shape, dtype, xp))
-            _fold_into(dcols, b - a, geom, dx[a:b], xp)
+            padded_dx = scratch("conv.dpadded", geom.padded_shape(b - a), dtype, xp)
+            dx[a:b] = fold_columns(dcols, b - a, geom, padded_dx)  # col2im of the chunk
     dw = (xp.ascontiguousarray(dw.T) if transposed else dw).reshape(weights.shape)
     return dw, grad_out.sum(axis=(0, 2, 3)), dx

@@ -160,6 +160,14 @@ def _window_view(padded, n: int, geom: ConvGeometry):
     return xp.lib.stride_tricks.as_strided(padded, shape=shape, strides=strides)
 
 
+def window_columns(windows, a: int, b: int, out):
+    """The columns of images ``[a, b)`` from the window view of a padded batch, copied into ``out``
+    ``(C*kh*kw, (b−a)*Ho*Wg)`` (the one big copy of im2col)."""
+    part = windows[:, :, :, a:b]
+    out.reshape(part.shape)[...] = part
+    return out
+
+
 def im2col(x, geom: ConvGeometry, out=None, padded=None):
     """``x (N, C, H, W)`` -> ``cols (C*kh*kw, N*Ho*Wg)`` (see the module docstring for the layout).
 
@@ -168,11 +176,25 @@ def im2col(x, geom: ConvGeometry, out=None, padded=None):
     xp = array_module(x)
     n = x.shape[0]
     padded = pad_flat(x, geom, out=padded)
-    windows = _window_view(padded, n, geom)
     if out is None:
         out = xp.empty((geom.window_size, geom.grid_size(n)), dtype=padded.dtype)
-    out.reshape(windows.shape)[...] = windows  # the one big copy
-    return out
+    return window_columns(_window_view(padded, n, geom), 0, n, out)
+
+
+def fold_columns(cols, n: int, geom: ConvGeometry, padded):
+    """Add every column of ``cols (C*kh*kw, n*Ho*Wg)`` onto its window of ``padded`` (zeroed first, shape
+    ``geom.padded_shape(n)``); return the ``(n, C, H, W)`` view of the interior (the core of col2im).
+
+    We loop over the ``kh*kw`` kernel offsets (not over pixels): each step adds one strided slab of the
+    whole batch, so no slow ``np.add.at`` is needed.
+    """
+    padded.fill(0)
+    windows = _window_view(padded, n, geom)  # a view: adding into it adds into ``padded``
+    slabs = cols.reshape(windows.shape)
+    for i in range(geom.kernel_h):
+        for j in range(geom.kernel_w):
+            windows[:, i, j] += slabs[:, i, j]
+    return _interior(_images_in_padded(padded, n, geom), geom).transpose(1, 0, 2, 3)
 
 
 def col2im(cols, n: int, geom: ConvGeometry, padded=None):
@@ -181,29 +203,23 @@ def col2im(cols, n: int, geom: ConvGeometry, padded=None):
     Each column is added back onto its window of the padded image; where windows overlap the values add
     up; the padding is then cut away. Junk grid columns (stride 1) must hold zeros, which they do when
     ``cols`` comes from a product with a gradient whose junk columns are zero (:func:`images_to_grid`).
-    We loop over the ``kh*kw`` kernel offsets (not over pixels): each step adds one strided slab of the
-    whole batch, so no slow ``np.add.at`` is needed. ``padded`` is an optional reusable work array.
+    ``padded`` is an optional reusable work array.
     """
     xp = array_module(cols)
     if padded is None:
-        padded = xp.zeros(geom.padded_shape(n), dtype=cols.dtype)
-    else:
-        padded.fill(0)
-    windows = _window_view(padded, n, geom)  # a view: writing into it writes into ``padded``
-    slabs = cols.reshape(windows.shape)
-    for i in range(geom.kernel_h):
-        for j in range(geom.kernel_w):
-            windows[:, i, j] += slabs[:, i, j]
+        padded = xp.empty(geom.padded_shape(n), dtype=cols.dtype)
     # .copy(): always a new array, never a view of ``padded`` (a work array the next call overwrites)
-    return _interior(_images_in_padded(padded, n, geom), geom).transpose(1, 0, 2, 3).copy()
+    return fold_columns(cols, n, geom, padded).copy()
 
 
-def grid_to_images(y, n: int, geom: ConvGeometry, bias=None):
-    """GEMM result ``(F, n*Ho*Wg)`` -> NCHW ``(n, F, Ho, Wo)``, dropping junk columns (plus ``bias``)."""
+def grid_to_images(y, n: int, geom: ConvGeometry, bias=None, out=None):
+    """GEMM result ``(F, n*Ho*Wg)`` -> NCHW ``(n, F, Ho, Wo)``, dropping junk columns (plus ``bias``),
+    into ``out`` when given."""
     xp = array_module(y)
     f = y.shape[0]
     grid = y.reshape(f, n, geom.out_h, geom.grid_w)[:, :, :, :geom.out_w].transpose(1, 0, 2, 3)
-    out = xp.empty((n, f, geom.out_h, geom.out_w), dtype=y.dtype)
+    if out is None:
+        out = xp.empty((n, f, geom.out_h, geom.out_w), dtype=y.dtype)
     if bias is None:
         out[...] = grid
     else:
@@ -212,27 +228,13 @@ def grid_to_images(y, n: int, geom: ConvGeometry, bias=None):
 
 
 def images_to_grid(dy, geom: ConvGeometry, out=None):
-    """NCHW ``dy (N, F, Ho, Wo)`` -> ``(F, N*Ho*Wg)`` with zeros in the junk columns (inverse of the above).
-
-    ``out``, when given, must come from an earlier call with the same shape (its junk columns are zero).
-    """
+    """NCHW ``dy (N, F, Ho, Wo)`` -> ``(F, N*Ho*Wg)`` with zeros in the junk columns (inverse of the above),
+    into ``out`` when given (whatever it held)."""
     xp = array_module(dy)
     n, f = dy.shape[:2]
     if out is None:
-        out = xp.zeros((f, geom.grid_size(n)), dtype=dy.dtype)
-    out.reshape(f, n, geom.out_h, geom.grid_w)[:, :, :, :geom.out_w] = dy.transpose(1, 0, 2, 3)
+        out = xp.empty((f, geom.grid_size(n)), dtype=dy.dtype)
+    grid = out.reshape(f, n, geom.out_h, geom.grid_w)
+    grid[:, :, :, geom.out_w:] = 0
+    grid[:, :, :, :geom.out_w] = dy.transpose(1, 0, 2, 3)
     return out
-
-
-def weight_gradient(delta, cols):
-    """dL/dW of a convolution, ``δ (F, N·G) @ cols.T -> (F, C·kh·kw)``: the valid correlation of the inputs
-    with the deltas.
-
-    Both operands are read through transposed views (BLAS takes them as they are). When the windows have
-    at least as many values as there are filters we form the transpose ``cols @ δ.T`` ``(C·kh·kw, F)``
-    instead: the same numbers, and OpenBLAS runs that orientation of a long-inner-dimension product 15-35%
-    faster (docs/performance.md).
-    """
-    if cols.shape[0] >= delta.shape[0]:
-        return array_module(cols).ascontiguousarray((cols @ delta.T).T)
-    return delta @ cols.T
