@@ -137,3 +137,19 @@ def test_evaluate_writes_nothing_where_the_user_did_not_ask(tmp_path, capsys, mo
     code, _, _ = run_cli(capsys, "evaluate", "--data-dir", data, "--out", str(tmp_path / "figs"))
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["confusion.png", "misclassified.png"]
+
+
+def test_val_split_test_validates_on_the_test_split_after_every_epoch(tmp_path, capsys):
+    small = [a if a != "200" else "test" for a in SMALL]  # --val-split test
+    code, out, _ = run_cli(capsys, "train", *small, "--epochs", "2", "--out", str(tmp_path), "--name", "t",
+                           "--no-test")
+    assert code == 0, out
+    assert "300 training images, 10,000 validation images (the test split)" in out
+    rows = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert len(rows) == 2
+    code, out, _ = run_cli(capsys, "evaluate", str(tmp_path / "t" / "model.safetensors"), "--data-dir", str(DATA),
+                           "--json", "--out", str(tmp_path / "ev"))
+    result = json.loads(out)
+    assert result["n"] == 10_000 and result["accuracy"] == pytest.approx(rows[-1]["val_accuracy"], abs=1e-9)
+    code, out, _ = run_cli(capsys, "train", *[a if a != "200" else "tset" for a in SMALL], "--epochs", "1")
+    assert code != 0 and "--val-split must be a fraction like 0.1, a count like 10000 or 'test'" in out + _

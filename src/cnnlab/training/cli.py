@@ -18,13 +18,16 @@ from ..engine.errors import ConfigError, NumericalError
 
 
 def _split_value(text: str | None):
-    """``"0.1"`` -> 0.1 (a fraction), ``"10000"`` -> 10000 (a count)."""
+    """``"0.1"`` -> 0.1 (a fraction), ``"10000"`` -> 10000 (a count), ``"test"``: the test split."""
     if text is None:
         return None
+    if text.strip().lower() == "test":
+        return "test"
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"--val-split must be a fraction like 0.1 or a count like 10000, received {text!r}") from None
+        raise ConfigError(f"--val-split must be a fraction like 0.1, a count like 10000 or 'test', "
+                          f"received {text!r}") from None
     return int(value) if value >= 1 and value.is_integer() else value
 
 
@@ -58,7 +61,8 @@ def _split_value(text: str | None):
 @click.option("--augment/--no-augment", default=None, help="Random rotation/shift/scale of training images.")
 @click.option("--standardize/--no-standardize", default=None,
               help="Shift and scale inputs to mean 0, std 1 per channel (measured on the training split).")
-@click.option("--val-split", help="Held out for validation: a fraction (0.1) or a count (10000); 0 for none.  [0.1]")
+@click.option("--val-split", help="Held out for validation: a fraction (0.1) or a count (10000); 'test' to validate on the "
+              "test split after every epoch (as the Keras course does); 0 for none.  [0.1]")
 @click.option("--train-subset", type=int, help="Train on the first N training images only.")
 @click.option("--seed", type=int, help="Seed of the weights, the split, the shuffling.  [0]")
 @click.option("--device", type=click.Choice(DEVICES),

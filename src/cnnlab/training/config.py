@@ -65,7 +65,8 @@ class TrainConfig:
     Regularisation: ``lmbda`` is the classic L2 λ (converted to ``weight_decay = λ / n_train`` by
     :func:`cnnlab.engine.optim.classic_l2`); give it or ``weight_decay``, not both.
 
-    Data: ``val_split`` is a fraction (< 1) or a count (≥ 1) of training images held out for validation
+    Data: ``val_split`` is a fraction (< 1) or a count (≥ 1) of training images held out for validation, or
+    ``"test"`` to validate on the test split after every epoch
     (0: none); ``train_subset`` keeps the first N remaining training images (the overfitting study).
 
     Output: a run folder ``out/name`` (default name ``<arch>-<dataset>-<date>-<time>``); ``test`` also
@@ -83,7 +84,7 @@ class TrainConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     folder_mode: str = "auto"  # image folders only: auto (the majority), digit, gray or rgb
-    val_split: float = 0.1
+    val_split: float | str = 0.1
     train_subset: int | None = None
     augment: bool = False
     augment_options: dict = field(default_factory=dict)
@@ -148,7 +149,8 @@ class TrainConfig:
             raise ConfigError(f"folder_mode must be one of {', '.join(MODES)}, received {self.folder_mode!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, received {self.device!r}")
-        number("val_split", self.val_split, allow_none=False)
+        if self.val_split != "test":
+            number("val_split", self.val_split, allow_none=False)
         if isinstance(self.val_split, float) and self.val_split >= 1 and not self.val_split.is_integer():
             raise ConfigError(f"val_split must be a fraction < 1 or a whole count, received {self.val_split!r}")
         for name in ("lr", "momentum", "lmbda", "weight_decay", "gamma", "min_lr"):

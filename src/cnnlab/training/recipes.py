@@ -25,7 +25,9 @@ def load_data(config, echo=print):
     train, val = full, None
     # The sizes are checked here, in the options' own names (the split functions only know their arguments).
     total = len(full)
-    if config.val_split:
+    if config.val_split == "test":  # the curves of the test set itself, epoch by epoch (no images held out)
+        val = load_dataset(config.dataset, "test", config.data_dir, progress=config.progress, mode=config.folder_mode)
+    elif config.val_split:
         count = int(config.val_split) if config.val_split >= 1 else float(config.val_split)
         held = count if isinstance(count, int) else int(round(count * total))
         if not 1 <= held <= total - 1:
@@ -39,8 +41,9 @@ def load_data(config, echo=print):
             raise ConfigError(f"--train-subset {config.train_subset:,} is more than the {len(train):,} training "
                               f"images{left}; give at most {len(train):,}")
         train = first_n(train, config.train_subset)
+    where = " (the test split)" if config.val_split == "test" else ""
     echo(f"data: {config.dataset}, {len(train):,} training images"
-         + (f", {len(val):,} validation images" if val is not None else ", no validation set"))
+         + (f", {len(val):,} validation images{where}" if val is not None else ", no validation set"))
     return train, val, full.class_names
 
 
