@@ -42,7 +42,7 @@ import numpy as np
 from .engine.backend import array_module
 from .engine.errors import ConfigError
 from .engine.layers import BatchNorm, Dropout
-from .process_parallel import ProcessDataParallel, can_use_processes
+from .process_parallel import MIN_SHARD, ProcessDataParallel, ShardedStep, can_use_processes
 from .threads import blas_limit_available, default_threads, in_pool_worker, map_in_threads
 
 #: Layers a batch can be split for: those that treat every sample on its own, Dropout (its masks are
@@ -60,9 +60,6 @@ MIN_FLOPS_PER_SAMPLE = 500_000
 
 #: Environment variable: ``threads`` keeps the shards in threads even where worker processes would do.
 SHARDS_VARIABLE = "CNNLAB_SHARDS"
-
-#: Smallest shard worth a thread: the last, short batch of an epoch may be trained serially.
-MIN_SHARD = 8
 
 
 def can_shard(model) -> bool:
@@ -200,7 +197,7 @@ def replicate(layer):
 _COUPLED_STEP_LOCK = threading.Lock()
 
 
-class DataParallel:
+class DataParallel(ShardedStep):
     """Trains ``model`` on ``threads`` shards of each batch at once; the same steps as the serial model.
 
     ``DataParallel(model, threads).train_step(x, y, loss, optimizer)`` returns what
@@ -240,15 +237,7 @@ class DataParallel:
         BatchNorm also needs to be outside our worker pool (its shards must all run at once)."""
         if self.couples_shards and in_pool_worker():
             return False
-        return array_module(x) is np and len(x) >= self.threads * MIN_SHARD
-
-    def train_step(self, x, y, loss, optimizer) -> tuple[float, np.ndarray]:
-        """One step of mini-batch gradient descent on the whole batch; returns (batch loss, output)."""
-        if not self.usable(x):
-            return self.model.train_step(x, y, loss, optimizer)
-        value, out = self.compute_gradients(self.model.prepare_input(x), y, loss)
-        optimizer.step(self.model.parameters_and_grads())
-        return value, out
+        return super().usable(x)
 
     def _sync(self) -> None:
         """Point the replicas at the model's current parameter and buffer dictionaries (a device move or

@@ -140,7 +140,28 @@ def _stop(workers) -> None:
         conn.close()
 
 
-class ProcessDataParallel:
+#: Smallest shard worth a worker: the last, short batch of an epoch may be trained serially.
+MIN_SHARD = 8
+
+
+class ShardedStep:
+    """What the data-parallel wrappers share: a training step that shards the batch when :meth:`usable`
+    says so (subclasses define ``compute_gradients`` for the whole batch), else the model's serial step."""
+
+    def usable(self, x) -> bool:
+        """Shard this batch? NumPy arrays (not CuPy) and shards of at least :data:`MIN_SHARD` samples."""
+        return array_module(x) is np and len(x) >= self.threads * MIN_SHARD
+
+    def train_step(self, x, y, loss, optimizer) -> tuple[float, np.ndarray]:
+        """One step of mini-batch gradient descent on the whole batch; returns (batch loss, output)."""
+        if not self.usable(x):
+            return self.model.train_step(x, y, loss, optimizer)
+        value, out = self.compute_gradients(self.model.prepare_input(x), y, loss)
+        optimizer.step(self.model.parameters_and_grads())
+        return value, out
+
+
+class ProcessDataParallel(ShardedStep):
     """Trains ``model`` on ``threads`` shards of each batch, shards 1… in forked worker processes.
 
     The same interface and the same numbers as :class:`cnnlab.data_parallel.DataParallel`:
@@ -188,18 +209,6 @@ class ProcessDataParallel:
             self._start()
 
     # -- the step ------------------------------------------------------------------------------------
-    def usable(self, x) -> bool:
-        """Shard this batch? NumPy arrays (not CuPy) and shards of at least 8 samples."""
-        return array_module(x) is np and len(x) >= self.threads * 8
-
-    def train_step(self, x, y, loss, optimizer) -> tuple[float, np.ndarray]:
-        """One step of mini-batch gradient descent on the whole batch; returns (batch loss, output)."""
-        if not self.usable(x):
-            return self.model.train_step(x, y, loss, optimizer)
-        value, out = self.compute_gradients(self.model.prepare_input(x), y, loss)
-        optimizer.step(self.model.parameters_and_grads())
-        return value, out
-
     def compute_gradients(self, x, y, loss) -> tuple[float, np.ndarray]:
         """Fill the model's ``layer.grads`` for the batch; return ``(mean loss, output (N, ...))``."""
         self._ensure_started()
