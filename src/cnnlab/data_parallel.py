@@ -42,7 +42,8 @@ import numpy as np
 from .engine.backend import array_module
 from .engine.errors import ConfigError
 from .engine.layers import BatchNorm, Dropout
-from .process_parallel import MIN_SHARD, ProcessDataParallel, ShardedStep, can_use_processes
+from .process_parallel import (MIN_SHARD, ProcessDataParallel, ShardDropout, ShardedStep, can_use_processes,
+                               replicate)
 from .threads import blas_limit_available, default_threads, in_pool_worker, map_in_threads
 
 #: Layers a batch can be split for: those that treat every sample on its own, Dropout (its masks are
@@ -161,35 +162,6 @@ class SyncBatchNorm(BatchNorm):
     def update_running(self, batch_mean, unbiased_var) -> None:
         if self.shard_index == 0:
             super().update_running(batch_mean, unbiased_var)
-
-
-class ShardDropout(Dropout):
-    """A Dropout replica for one shard: it multiplies by its rows of the mask the model's layer drew."""
-
-    @classmethod
-    def replica_of(cls, layer: Dropout) -> "ShardDropout":
-        twin = replicate(layer)
-        twin.__class__ = cls
-        twin.shard_mask = None
-        return twin
-
-    def draw_mask(self, shape, dtype=np.float32, xp=np):
-        self._mask = self.shard_mask
-        return self._mask
-
-
-def replicate(layer):
-    """A copy of ``layer`` that shares its parameter arrays but owns its caches, gradients and work arrays.
-
-    A shallow copy shares everything; we then give the copy fresh dictionaries (its gradients and any
-    work-array dictionary) — cached arrays are *replaced* by each forward pass, never written into, so
-    sharing the stale ones until then is harmless. ``params`` and ``buffers`` stay shared on purpose.
-    """
-    twin = copy.copy(layer)
-    for attribute, value in vars(layer).items():
-        if isinstance(value, dict) and attribute not in ("params", "buffers"):
-            setattr(twin, attribute, {})
-    return twin
 
 
 #: Held by a step whose shards wait for each other (BatchNorm): such a step needs all its shards running

@@ -6,8 +6,8 @@ between its NumPy calls a shard holds the GIL, and a small network makes many sh
 2-vCPU AMD EPYC (OpenBLAS 0.3.31, one BLAS thread per shard), a LeNet-5 step of 50 images takes 7.3 ms
 alone, and two such steps take 7.3 and 6.8 ms when run by two *processes* at once, but a 100-image step
 split over two *threads* takes 10.8 ms. So on Linux, for models whose layers treat every sample on its own
-(no BatchNorm, no Dropout: those need the shards to talk to each other mid-step, which threads do
-cheaply), the extra shards run in worker processes forked from this one:
+(no BatchNorm: its shards must add up their statistics mid-step, which threads do cheaply), the extra
+shards run in worker processes forked from this one:
 
 * **Fork, once.** The first training step forks ``threads − 1`` workers. A worker inherits the model as it
   is then (its layers and work arrays); afterwards only numbers travel.
@@ -17,7 +17,9 @@ cheaply), the extra shards run in worker processes forked from this one:
   (LeNet-5: 0.25 MB, 25 µs), and the user's model keeps its own arrays.
 * **One message each way.** The shard's images and labels go to a worker through a pipe; the worker runs
   ``model.compute_gradients`` on them, writes its gradients into its own shared flat array and answers
-  with the shard's loss and output. Meanwhile this process computes shard 0 itself.
+  with the shard's loss and output. Meanwhile this process computes shard 0 itself. Dropout: this
+  process's model draws the whole batch's masks, in layer order, as the serial step would, and each
+  shard's :class:`ShardDropout` replica multiplies by its rows (sent with the images).
 * **The same sums as the threads.** Gradients and losses are added in shard order (shard 0 + shard 1 +
   …) exactly as :class:`~cnnlab.data_parallel.DataParallel` adds them, so both give the same numbers, bit
   for bit (tested), and equal the serial step up to rounding.
@@ -28,6 +30,7 @@ The workers stop when the wrapper is garbage-collected, when :meth:`close` is ca
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import mmap
 import multiprocessing
@@ -38,11 +41,14 @@ import weakref
 import numpy as np
 
 from .engine.backend import array_module
+from .engine.layers import Dropout
 from .threads import one_blas_thread
 
 #: Layers whose shards need no word from the other shards within a step: the process workers can run them.
+#: (Dropout: this process draws the whole batch's masks, as the serial step would, and sends each worker
+#: its rows with the images.)
 INDEPENDENT_KINDS = frozenset({"Conv2D", "MaxPool2D", "AvgPool2D", "Dense", "Flatten", "ReLU", "LeakyReLU",
-                               "ELU", "Sigmoid", "Tanh", "Softmax"})
+                               "ELU", "Sigmoid", "Tanh", "Softmax", "Dropout"})
 
 #: Seconds to wait for a worker to stop before killing it (it is computing one shard at most).
 STOP_TIMEOUT = 10.0
@@ -58,6 +64,43 @@ def can_use_processes(model) -> bool:
     platform forks, and this process may have children (a sweep's pool workers are daemons: they may not)."""
     return (processes_available() and not multiprocessing.current_process().daemon
             and all(layer.kind in INDEPENDENT_KINDS for layer in model.layers))
+
+
+class ShardDropout(Dropout):
+    """A Dropout replica for one shard: it multiplies by its rows of the mask the model's layer drew."""
+
+    @classmethod
+    def replica_of(cls, layer: Dropout) -> "ShardDropout":
+        twin = replicate(layer)
+        twin.__class__ = cls
+        twin.shard_mask = None
+        return twin
+
+    def draw_mask(self, shape, dtype=np.float32, xp=np):
+        self._mask = self.shard_mask
+        return self._mask
+
+
+def replicate(layer):
+    """A copy of ``layer`` that shares its parameter arrays but owns its caches, gradients and work arrays.
+
+    A shallow copy shares everything; we then give the copy fresh dictionaries (its gradients and any
+    work-array dictionary) — cached arrays are *replaced* by each forward pass, never written into, so
+    sharing the stale ones until then is harmless. ``params`` and ``buffers`` stay shared on purpose.
+    """
+    twin = copy.copy(layer)
+    for attribute, value in vars(layer).items():
+        if isinstance(value, dict) and attribute not in ("params", "buffers"):
+            setattr(twin, attribute, {})
+    return twin
+
+
+def replica_model(model):
+    """A shallow copy of ``model`` whose layers are replicas (:func:`replicate`; Dropout: :class:`ShardDropout`)."""
+    twin = copy.copy(model)
+    twin.layers = [ShardDropout.replica_of(layer) if isinstance(layer, Dropout) else replicate(layer)
+                   for layer in model.layers]
+    return twin
 
 
 class _FlatShared:
@@ -100,6 +143,7 @@ def _keep_freed_memory() -> None:
 def _worker(conn, model, params: _FlatShared, grads: _FlatShared) -> None:
     """A worker's life: compute the shards it is sent, until told to stop (or the parent is gone)."""
     _keep_freed_memory()
+    model = replica_model(model)  # this process's own copy anyway; its Dropout layers take the rows sent
     for (index, key, _), view in zip(params.entries, params.views):
         model.layers[index].params[key] = view  # the parent's current values, copied in before each step
     with one_blas_thread():  # the other cores are busy with the other shards
@@ -110,7 +154,9 @@ def _worker(conn, model, params: _FlatShared, grads: _FlatShared) -> None:
                 break
             if message is None:
                 break
-            x, y, loss, scale = message
+            x, y, loss, scale, masks = message
+            for index, rows in masks.items():
+                model.layers[index].shard_mask = rows
             try:
                 value, out = model.compute_gradients(x, y, loss, grad_scale=scale)
                 for (index, key, _), view in zip(grads.entries, grads.views):
@@ -192,6 +238,7 @@ class ProcessDataParallel(ShardedStep):
             child_end.close()
             workers.append((parent_end, process))
         self._workers = workers
+        self._shard0 = replica_model(self.model)  # shard 0, computed here: replicas, so Dropout takes its rows
         self._finalizer = weakref.finalize(self, _stop, workers)
 
     def close(self) -> None:
@@ -216,13 +263,22 @@ class ProcessDataParallel(ShardedStep):
             view[...] = self.model.layers[index].params[key]
         n = len(x)
         bounds = [n * s // self.threads for s in range(self.threads + 1)]
+        shard0 = self._shard0
+        for twin, layer in zip(shard0.layers, self.model.layers):  # a loader may replace these dictionaries
+            twin.params, twin.buffers, twin.needs_input_grad = layer.params, layer.buffers, layer.needs_input_grad
+        # Dropout: the model's own layers draw the whole batch's masks, in layer order, as the serial step does.
+        masks = {index: layer.draw_mask((n, *layer.input_shape), x.dtype, np)
+                 for index, layer in enumerate(self.model.layers[:self.model.fused_stop(loss)])
+                 if isinstance(layer, Dropout) and layer.rate > 0}
+        for index, mask in masks.items():
+            shard0.layers[index].shard_mask = mask[:bounds[1]]
         for (conn, _), a, b in zip(self._workers, bounds[1:-1], bounds[2:]):
-            conn.send((x[a:b], y[a:b], loss, (b - a) / n))
+            conn.send((x[a:b], y[a:b], loss, (b - a) / n, {i: mask[a:b] for i, mask in masks.items()}))
         scale = bounds[1] / n
         values, outs, failure = [], [], None
         try:
             with one_blas_thread():
-                value, out = self.model.compute_gradients(x[:bounds[1]], y[:bounds[1]], loss, grad_scale=scale)
+                value, out = shard0.compute_gradients(x[:bounds[1]], y[:bounds[1]], loss, grad_scale=scale)
             values.append(value * scale)
             outs.append(out)
         except Exception as exc:  # raised below, once the workers' answers are read (the pipes stay in step)
@@ -242,11 +298,10 @@ class ProcessDataParallel(ShardedStep):
         if failure is not None:
             raise failure
         for (index, key, _), *views in zip(self._grads[0].entries, *(g.views for g in self._grads)):
-            layer = self.model.layers[index]
-            total = layer.grads[key].copy()
+            total = shard0.layers[index].grads[key].copy()
             for view in views:  # shard order, as DataParallel adds them
                 total += view
-            layer.grads[key] = total
+            self.model.layers[index].grads[key] = total
         return sum(values), np.concatenate(outs)
 
     def __getstate__(self):

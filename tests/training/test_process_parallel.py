@@ -42,9 +42,12 @@ def train(step, steps=3, n=40, threads=2):
     return values
 
 
+@pytest.mark.parametrize("extra", [(), (Dropout(0.4),)], ids=["plain", "dropout"])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_processes_give_the_threads_numbers_bit_for_bit_and_the_serial_ones_to_rounding(threads):
-    by_threads, by_processes, serial = small_cnn(), small_cnn(), small_cnn()
+def test_processes_give_the_threads_numbers_bit_for_bit_and_the_serial_ones_to_rounding(threads, extra):
+    """Dropout too: this process draws the whole batch's masks as the serial step would."""
+    by_threads, by_processes, serial = (small_cnn(extra=[type(layer)(layer.rate) for layer in extra])
+                                        for _ in range(3))
     step = processes.ProcessDataParallel(by_processes, threads)
     try:
         losses = train(step, threads=threads)
@@ -100,14 +103,14 @@ def test_a_worker_killed_between_steps_is_replaced_and_one_killed_during_a_step_
         step.train_step(x, y, loss, Adam())  # noticed before the step: a new worker is forked
         assert step._workers[0][1].pid != first.pid
         victim = step._workers[0][1]
-        original = step.model.compute_gradients
+        original = step._shard0.compute_gradients
 
         def kill_then_compute(*args, **kwargs):  # the worker dies while this process computes shard 0
             os.kill(victim.pid, signal.SIGKILL)
             victim.join()
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(step.model, "compute_gradients", kill_then_compute)
+        monkeypatch.setattr(step._shard0, "compute_gradients", kill_then_compute)
         with pytest.raises(RuntimeError, match=r"training worker process \(pid \d+\) died"):
             step.train_step(x, y, loss, Adam())
     finally:
@@ -130,8 +133,8 @@ def test_training_step_chooses_processes_only_for_models_whose_shards_need_not_t
     monkeypatch.setattr(parallel, "MIN_FLOPS_PER_SAMPLE", 0)
     monkeypatch.delenv(parallel.SHARDS_VARIABLE, raising=False)
     assert isinstance(parallel.training_step(build("lenet5", seed=0), 2), processes.ProcessDataParallel)
-    for extra in ([Dropout(0.3)], [BatchNorm()]):
-        assert isinstance(parallel.training_step(small_cnn(extra=extra), 2), parallel.DataParallel)
+    assert isinstance(parallel.training_step(small_cnn(extra=[Dropout(0.3)]), 2), processes.ProcessDataParallel)
+    assert isinstance(parallel.training_step(small_cnn(extra=[BatchNorm()]), 2), parallel.DataParallel)
     monkeypatch.setenv(parallel.SHARDS_VARIABLE, "threads")
     assert isinstance(parallel.training_step(build("lenet5", seed=0), 2), parallel.DataParallel)
     assert parallel.training_step(build("lenet5", seed=0), 1).__class__ is Sequential
