@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .engine.backend import array_module
+from .engine.ops import conv_kernels
 from .engine.errors import ConfigError
 
 #: Environment variable overriding :func:`default_threads` (set by parallel sweeps in their workers).
@@ -90,6 +91,7 @@ def one_blas_thread():
     with _BLAS_LOCK:
         if _blas_users == 0:
             _blas_limit = _blas_limiter().limit(limits=1, user_api="blas")
+            conv_kernels.BLAS_THREADS = 1  # the convolutions may cut the batch into cache-sized chunks
         _blas_users += 1
     try:
         yield
@@ -99,6 +101,7 @@ def one_blas_thread():
             if _blas_users == 0:
                 _blas_limit.restore_original_limits()
                 _blas_limit = None
+                conv_kernels.BLAS_THREADS = None
 
 
 def map_in_threads(fn, items: list, threads: int) -> list:

@@ -50,8 +50,9 @@ def test_fast_convolution_matches_the_reference(shape, kwargs):
 
 @pytest.mark.parametrize("chunk", [1, 3, None, 10_000], ids=["chunk 1", "chunk 3", "chunk by cache", "whole batch"])
 @pytest.mark.parametrize(("shape", "kwargs"), CONV_CASES, ids=[f"{c[0]}-{c[1]}" for c in CONV_CASES])
-def test_the_chunked_kernels_match_the_reference_for_any_chunk_size(shape, kwargs, chunk):
+def test_the_chunked_kernels_match_the_reference_for_any_chunk_size(shape, kwargs, chunk, monkeypatch):
     """Forward, dL/dW, dL/db and dL/dx (col2im form) of ops.conv_kernels, chunk by chunk, equal the reference."""
+    monkeypatch.setattr(conv_kernels, "BLAS_THREADS", 1)  # "chunk by cache" really chunks
     rng = np.random.default_rng(5)
     layer = conv_layer(kwargs, shape)
     geom, w, b, s = layer.geometry, layer.params["W"], layer.params["b"], layer.stride[0]
@@ -69,6 +70,9 @@ def test_the_chunk_size_follows_the_cache_budget(monkeypatch):
     """Chunks hold at most about CHUNK_BYTES of columns, and a CuPy-like module gets the whole batch."""
     geom = ConvGeometry(16, 28, 28, 3, 3, 1, (1, 1), (1, 1))  # 144 x 840 floats = 484 kB of columns per image
     monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", 4 << 20)
+    monkeypatch.setattr(conv_kernels, "BLAS_THREADS", None)
+    assert conv_kernels.images_per_chunk(geom, 50, 4) == 50  # BLAS on several threads: the whole batch
+    monkeypatch.setattr(conv_kernels, "BLAS_THREADS", 1)
     assert conv_kernels.images_per_chunk(geom, 50, 4) == 8  # 8 fit in 4 MB: 7 chunks
     assert conv_kernels.images_per_chunk(geom, 9, 4) == 5  # 9 images: 2 chunks, evened out
     assert [b - a for a, b in conv_kernels.chunk_bounds(50, 8)] == [8] * 6 + [2]

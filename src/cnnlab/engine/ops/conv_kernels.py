@@ -44,11 +44,20 @@ from .workspace import scratch
 #: another machine.
 CHUNK_BYTES = 2 << 20
 
+#: Threads the BLAS library runs with, when the caller knows: :mod:`cnnlab.threads` sets 1 while it holds
+#: BLAS to one thread (every data-parallel shard, in a thread or a worker process). ``None``: unknown,
+#: assumed several — then the batch is one chunk, because a multi-threaded BLAS splits each small product
+#: over its threads and loses more to their hand-offs than the cache gains (measured, LeNet-5 serial step of
+#: 100 images with 2 OpenBLAS threads: 11.1 ms on the whole batch, 28.9 ms in 2 MB chunks; 14.5 ms in
+#: chunks with one thread).
+BLAS_THREADS: int | None = None
+
 
 def images_per_chunk(geom: ConvGeometry, n: int, itemsize: int, xp=np) -> int:
     """How many images of a batch of ``n`` one chunk holds: columns of at most about :data:`CHUNK_BYTES`
-    (never less than one image), as few chunks as that allows, evened out (a CuPy batch: one chunk)."""
-    if xp is not np:
+    (never less than one image), as few chunks as that allows, evened out. The whole batch is one chunk
+    for CuPy and unless BLAS runs on one thread (:data:`BLAS_THREADS`)."""
+    if xp is not np or BLAS_THREADS != 1:
         return n
     per_image = itemsize * geom.window_size * geom.out_h * geom.grid_w
     most = max(1, CHUNK_BYTES // per_image)
