@@ -60,10 +60,12 @@ def processes_available() -> bool:
 
 
 def can_use_processes(model) -> bool:
-    """True when every layer of ``model`` treats each sample on its own (see :data:`INDEPENDENT_KINDS`), this
-    platform forks, and this process may have children (a sweep's pool workers are daemons: they may not)."""
+    """True when every layer of ``model`` treats each sample on its own (see :data:`INDEPENDENT_KINDS`), its
+    parameters are all of the model's dtype (they travel in one flat array), this platform forks, and this
+    process may have children (a sweep's pool workers are daemons: they may not)."""
     return (processes_available() and not multiprocessing.current_process().daemon
-            and all(layer.kind in INDEPENDENT_KINDS for layer in model.layers))
+            and all(layer.kind in INDEPENDENT_KINDS for layer in model.layers)
+            and all(array.dtype == model.dtype for layer in model.layers for array in layer.params.values()))
 
 
 class ShardDropout(Dropout):
@@ -117,10 +119,10 @@ class _FlatShared:
             start += size
 
 
-def _entries(model, dtype):
+def _entries(model):
     """``(layer index, key, shape)`` of every parameter of ``model``, in layer order."""
     return [(index, key, array.shape) for index, layer in enumerate(model.layers)
-            for key, array in layer.params.items() if array.dtype == dtype]
+            for key, array in layer.params.items()]
 
 
 def _keep_freed_memory() -> None:
@@ -225,7 +227,7 @@ class ProcessDataParallel(ShardedStep):
     # -- the workers ---------------------------------------------------------------------------------
     def _start(self) -> None:
         dtype = self.model.dtype
-        entries = _entries(self.model, dtype)
+        entries = _entries(self.model)
         self._params = _FlatShared(entries, dtype)
         self._grads = [_FlatShared(entries, dtype) for _ in range(self.threads - 1)]
         context = multiprocessing.get_context("fork")
@@ -248,8 +250,8 @@ class ProcessDataParallel(ShardedStep):
         self._workers = self._finalizer = None
 
     def _ensure_started(self) -> None:
-        structure = _entries(self.model, self.model.dtype)
-        if self._workers is not None and self._params.entries != structure:
+        structure = _entries(self.model)
+        if self._workers is not None and (self._params.entries != structure or self._params.dtype != self.model.dtype):
             self.close()  # the model changed shape or dtype: the workers' copies are stale
         if self._workers is None or any(not process.is_alive() for _, process in self._workers):
             self.close()
