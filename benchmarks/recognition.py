@@ -1,10 +1,12 @@
 """Recognition in the wild, per category: synthetic photos, non-digits, MNIST test, UCI 8x8 scans.
 
     CNNLAB_DATA=../shared/datasets python benchmarks/recognition.py [--photos 200] [--non-digits 40]
-        [--mnist 10000] [--uci] [--model M] [--json out.json]
+        [--drawings 1000] [--mnist 10000] [--uci] [--model M] [--json out.json]
 
 * photos: ``--photos`` per paper (plain, squared, ruled) of MNIST *test* digits rendered by
   :mod:`cnnlab.synthetic.photos` (seed 0); right = the answer is the digit (a rejection counts as wrong);
+* drawings: ``--drawings`` 280x280 canvases of MNIST *test* digits redrawn as pen strokes
+  (:mod:`cnnlab.synthetic.drawings`: slant, pen width, size, place, both polarities; seed 0);
 * non-digits: ``--non-digits`` per kind (blank, noise, line, scribble, letter, several digits); right =
   ``prediction`` is ``null``;
 * MNIST test: the first ``--mnist`` test digits through the whole recognizer (preprocessing included):
@@ -108,6 +110,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=200, help="photos per paper kind")
     parser.add_argument("--non-digits", type=int, default=40, help="pictures per non-digit kind")
+    parser.add_argument("--drawings", type=int, default=1000, help="canvas drawings of MNIST test digits")
     parser.add_argument("--mnist", type=int, default=10_000, help="MNIST test digits (0: skip)")
     parser.add_argument("--uci", action="store_true", help="also score the 1,797 UCI 8x8 digits")
     parser.add_argument("--model", help="model file; default: the bundled one")
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
 
     from cnnlab.io import load_bundled_model, load_model
     from cnnlab.recognition.serve.recognize import Recognizer
-    from cnnlab.synthetic import photos
+    from cnnlab.synthetic import drawings, photos
 
     data_dir = Path(os.environ.get("CNNLAB_DATA", "../shared/datasets"))
     images, labels = mnist_test(data_dir)
@@ -133,6 +136,9 @@ def main(argv=None) -> int:
     for paper in photos.PAPERS if args.photos else ():
         rendered = photos.digit_photos(images, labels, paper, args.photos, seed=0)
         report(f"photo-{paper}", [p.jpeg for p in rendered], [p.label for p in rendered])
+    if args.drawings:
+        rendered = drawings.digit_drawings(images, labels, args.drawings, seed=0)
+        report("drawn-canvas", [d.png for d in rendered], [d.label for d in rendered])
     if args.non_digits:
         rendered = photos.non_digit_photos(args.non_digits, images, seed=0)
         for kind in photos.NON_DIGIT_KINDS:
