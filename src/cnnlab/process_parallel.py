@@ -243,6 +243,12 @@ class ProcessDataParallel(ShardedStep):
         self._shard0 = replica_model(self.model)  # shard 0, computed here: replicas, so Dropout takes its rows
         self._finalizer = weakref.finalize(self, _stop, workers)
 
+    @staticmethod
+    def _died(process) -> RuntimeError:
+        process.join(STOP_TIMEOUT)
+        return RuntimeError(f"a training worker process (pid {process.pid}) died during the step "
+                            f"(exit code {process.exitcode}); the next step starts a new one")
+
     def close(self) -> None:
         """Stop the worker processes (a later step forks new ones)."""
         if self._finalizer is not None:
@@ -274,23 +280,26 @@ class ProcessDataParallel(ShardedStep):
                  if isinstance(layer, Dropout) and layer.rate > 0}
         for index, mask in masks.items():
             shard0.layers[index].shard_mask = mask[:bounds[1]]
-        for (conn, _), a, b in zip(self._workers, bounds[1:-1], bounds[2:]):
-            conn.send((x[a:b], y[a:b], loss, (b - a) / n, {i: mask[a:b] for i, mask in masks.items()}))
+        values, outs, failure, sent = [], [], None, []
+        for (conn, process), a, b in zip(self._workers, bounds[1:-1], bounds[2:]):
+            try:
+                conn.send((x[a:b], y[a:b], loss, (b - a) / n, {i: mask[a:b] for i, mask in masks.items()}))
+                sent.append((conn, process))
+            except OSError:  # its end of the pipe is closed: the worker is gone
+                failure = failure or self._died(process)
         scale = bounds[1] / n
-        values, outs, failure = [], [], None
         try:
             with one_blas_thread():
                 value, out = shard0.compute_gradients(x[:bounds[1]], y[:bounds[1]], loss, grad_scale=scale)
             values.append(value * scale)
             outs.append(out)
         except Exception as exc:  # raised below, once the workers' answers are read (the pipes stay in step)
-            failure = exc
-        for conn, process in self._workers:  # read every answer, even after a failure: the pipes stay in step
+            failure = failure or exc
+        for conn, process in sent:  # read every answer, even after a failure: the pipes stay in step
             try:
                 answer = conn.recv()
             except (EOFError, OSError):
-                failure = failure or RuntimeError(f"a training worker process (pid {process.pid}) died "
-                                                  f"during the step (exit code {process.exitcode})")
+                failure = failure or self._died(process)
                 continue
             if answer[0] == "error":
                 failure = failure or answer[1]

@@ -103,16 +103,18 @@ def test_a_worker_killed_between_steps_is_replaced_and_one_killed_during_a_step_
         step.train_step(x, y, loss, Adam())  # noticed before the step: a new worker is forked
         assert step._workers[0][1].pid != first.pid
         victim = step._workers[0][1]
-        original = step._shard0.compute_gradients
+        original = step._ensure_started
 
-        def kill_then_compute(*args, **kwargs):  # the worker dies while this process computes shard 0
+        def start_then_kill():  # the worker dies after the step has checked on it, before it is sent work
+            original()
             os.kill(victim.pid, signal.SIGKILL)
             victim.join()
-            return original(*args, **kwargs)
 
-        monkeypatch.setattr(step._shard0, "compute_gradients", kill_then_compute)
-        with pytest.raises(RuntimeError, match=r"training worker process \(pid \d+\) died"):
+        monkeypatch.setattr(step, "_ensure_started", start_then_kill)
+        with pytest.raises(RuntimeError, match=r"training worker process \(pid \d+\) died during the step"):
             step.train_step(x, y, loss, Adam())
+        monkeypatch.undo()
+        assert np.isfinite(step.train_step(x, y, loss, Adam())[0])  # and the next step has a new worker
     finally:
         step.close()
 
