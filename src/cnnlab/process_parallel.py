@@ -34,7 +34,6 @@ import copy
 import ctypes
 import mmap
 import multiprocessing
-import os
 import sys
 import weakref
 
@@ -131,8 +130,8 @@ def _keep_freed_memory() -> None:
     A training step allocates and frees the same few-MB arrays every time; returned to the OS, each comes
     back as fresh pages, one page fault per 4 kB, and page faults are slow in a virtual machine. Measured
     (LeNet-5, 100-image steps in two shards on a 2-vCPU VM, median of 4 rounds): 11.5 -> 10.9 ms; vgg-mini:
-    no difference. Only in our own worker processes: the
-    user's process keeps its settings. No effect (and no error) without glibc.
+    no difference. Only in our own worker processes: the user's process keeps its settings. No effect
+    (and no error) without glibc.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
