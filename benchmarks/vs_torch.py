@@ -147,9 +147,9 @@ def peak_memory_mb(library: str, arch: str, images: int, batch: int, threads: in
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _status_kb(field: str, pid="self") -> int:
-    """A ``/proc/PID/status`` figure in KiB (``VmRSS``: resident now; ``VmHWM``: peak resident)."""
-    with open(f"/proc/{pid}/status") as handle:
+def _status_kb(field: str) -> int:
+    """A ``/proc/self/status`` figure in KiB (``VmRSS``: resident now; ``VmHWM``: peak resident)."""
+    with open("/proc/self/status") as handle:
         for line in handle:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
@@ -194,8 +194,8 @@ class _WorkerMemory:
 
     def _run(self) -> None:
         while not self._done.wait(self.period):
-            workers = getattr(self.stepper, "_workers", None) or []
-            self.peak_kb = max(self.peak_kb, sum(self._private_kb(p.pid) for _, p in workers))
+            pids = getattr(self.stepper, "worker_pids", [])  # thread shards and the serial model have none
+            self.peak_kb = max(self.peak_kb, sum(self._private_kb(pid) for pid in pids))
 
     def stop(self) -> None:
         self._done.set()

@@ -221,6 +221,7 @@ class ProcessDataParallel(ShardedStep):
         self.threads = threads
         self._workers = None  # [(connection, process)], forked on the first step
         self._params = self._grads = None
+        self._shard0 = None  # shard 0's replica of the model, computed in this process (made with the workers)
         self._finalizer = None
 
     # -- the workers ---------------------------------------------------------------------------------
@@ -247,6 +248,11 @@ class ProcessDataParallel(ShardedStep):
         process.join(STOP_TIMEOUT)
         return RuntimeError(f"a training worker process (pid {process.pid}) died during the step "
                             f"(exit code {process.exitcode}); the next step starts a new one")
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running workers (none before the first step or after :meth:`close`)."""
+        return [process.pid for _, process in self._workers or []]
 
     def close(self) -> None:
         """Stop the worker processes (a later step forks new ones)."""

@@ -33,7 +33,7 @@ def params_of(model):
     return [layer.params[key].copy() for layer in model.layers for key in sorted(layer.params)]
 
 
-def train(step, steps=3, n=40, threads=2):
+def train(step, steps=3, n=40):
     loss, opt = get_loss("crossentropy"), Adam(lr=1e-2)
     values = []
     for s in range(steps):
@@ -50,11 +50,11 @@ def test_processes_give_the_threads_numbers_bit_for_bit_and_the_serial_ones_to_r
                                         for _ in range(3))
     step = processes.ProcessDataParallel(by_processes, threads)
     try:
-        losses = train(step, threads=threads)
-        assert len(step._workers) == threads - 1 and all(p.is_alive() for _, p in step._workers)
+        losses = train(step)
+        assert len(step.worker_pids) == threads - 1 and all(p.is_alive() for _, p in step._workers)
     finally:
         step.close()
-    assert losses == train(parallel.DataParallel(by_threads, threads), threads=threads)
+    assert losses == train(parallel.DataParallel(by_threads, threads))
     for a, b in zip(params_of(by_processes), params_of(by_threads)):
         assert np.array_equal(a, b)
     np.testing.assert_allclose(losses, train(serial), rtol=1e-12)

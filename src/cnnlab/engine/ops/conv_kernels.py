@@ -85,7 +85,9 @@ def convolve(x, weights, bias, geom: ConvGeometry, padded=None, chunk: int | Non
     xp = array_module(x)
     n, filters = x.shape[0], weights.shape[0]
     dtype = weights.dtype
-    padded = pad_flat(x, geom, out=padded) if padded is not None else pad_flat(x.astype(dtype, copy=False), geom)
+    if padded is None:
+        padded = xp.zeros(geom.padded_shape(n), dtype=dtype)
+    pad_flat(x, geom, out=padded)  # also converts to the weights' dtype
     windows = _window_view(padded, n, geom)
     w2d = weights.reshape(filters, -1)
     out = xp.empty((n, filters, geom.out_h, geom.out_w), dtype=dtype)
