@@ -70,7 +70,7 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         monitors=None, full_train_eval: bool = False, seed: int = 0, callbacks=(),
         progress: bool = True, verbose: bool = True, early_stop: int | None = None,
         initial_epoch: int = 0, history: History | None = None, device: str | None = None,
-        threads: int | None = None, divergence: DivergenceGuard | bool = True) -> History:
+        threads: int | None = None, divergence: DivergenceGuard | bool = True, step_with=None) -> History:
     """Train ``model`` by mini-batch gradient descent; returns the :class:`History`.
 
     Args:
@@ -99,6 +99,9 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
 
         divergence: a :class:`~cnnlab.training.callbacks.DivergenceGuard` (``True``: the default one,
             ``False``: none) that stops a run whose cost explodes or stays at chance.
+        step_with: a callable ``model -> stepper`` (an object with ``train_step(x, y, loss, optimizer)``
+            that leaves the trained weights in ``model``) used instead of cnnlab's own step, e.g.
+            :class:`cnnlab.interop.torch_step.TorchStep` to train the same run with PyTorch (CPU only).
 
     Raises :class:`~cnnlab.engine.errors.NumericalError` when the loss becomes NaN or infinite (the message
     says at which epoch and batch), or when the guard finds an epoch diverged (that epoch is then not
@@ -120,12 +123,14 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
         raise ConfigError("training data is empty")
     val = _arrays(val_data, "validation data") if val_data is not None else None
     device = device or model_device(model)
+    if step_with is not None and device != "cpu":
+        raise ConfigError(f"fit: step_with trains on the CPU only, received device={device!r}")
     to_device(model, device, optimizer)  # a ConfigError naming what is missing, before any training
     batches = Batches((images, labels), batch_size, seed=seed, preprocessing=preprocessing,
                       input_shape=model.input_shape, augment=augment, fold_single=_has_batchnorm(model))
     plain = functools.partial(normalize, preprocessing=preprocessing, input_shape=model.input_shape)
     from_logits = model.fused_stop(loss) is not None
-    stepper = training_step(model, threads) if device == "cpu" else model
+    stepper = step_with(model) if step_with is not None else training_step(model, threads) if device == "cpu" else model
 
     callbacks = list(callbacks)
     if progress:

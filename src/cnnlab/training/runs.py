@@ -184,14 +184,15 @@ class RunRecorder(Callback):
 RESUME_OPTIONS = ("epochs", "progress", "test", "device", "lr")
 
 
-def train_run(config, resume: str | os.PathLike | None = None, echo=print, callbacks=()):
+def train_run(config, resume: str | os.PathLike | None = None, echo=print, callbacks=(), step_with=None):
     """Train as ``cnnlab train`` does (see :func:`_train_run`), holding the run folder's lock
-    (:class:`~cnnlab.training.lock.RunLock`) while training: a second training of the same run is refused."""
+    (:class:`~cnnlab.training.lock.RunLock`) while training: a second training of the same run is refused.
+    ``step_with``: passed to :func:`~cnnlab.training.loop.fit` (another engine's step, for peer runs)."""
     with contextlib.ExitStack() as locks:
-        return _train_run(config, resume, echo, callbacks, locks)
+        return _train_run(config, resume, echo, callbacks, locks, step_with)
 
 
-def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack):
+def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack, step_with=None):
     """Train as ``cnnlab train`` does: a new run folder for ``config``, or continue the run ``resume``.
 
     Returns ``(run_folder, history, model)``. With ``resume``, ``config`` may only change ``epochs`` (to
@@ -282,7 +283,7 @@ def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack):
                       preprocessing=preprocessing, monitors=config.monitors, full_train_eval=config.full_train_eval,
                       seed=config.seed, callbacks=[recorder, *callbacks], progress=config.progress,
                       early_stop=config.early_stop, initial_epoch=initial_epoch, history=history,
-                      device=config.device)
+                      device=config.device, step_with=step_with)
     except NumericalError as exc:  # divergence is a result: the run's record says so, then the caller decides
         atomic.write_text(run.path / "summary.json",
                           json.dumps(jsonable(summary_of(exc.history, error=str(exc))), indent=2) + "\n")
