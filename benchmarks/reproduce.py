@@ -201,22 +201,34 @@ def part_summary(history, summary: dict) -> dict:
     }
 
 
+def peer_step(peer: str | None):
+    """The ``step_with`` of :func:`cnnlab.training.loop.fit` for ``--peer`` (None: cnnlab's own step)."""
+    if peer is None:
+        return None
+    from cnnlab.interop.torch_step import TorchStep
+
+    return TorchStep
+
+
 def run_row(row: Row, args, echo=print) -> dict:
-    """Train every part of ``row`` for every seed; returns its results entry."""
+    """Train every part of ``row`` for every seed (with PyTorch computing the steps under ``--peer torch``);
+    returns its results entry."""
     from cnnlab.training.runs import train_run
 
+    peer = getattr(args, "peer", None)
     runs = []
     for k in range(args.runs):
         seed = args.seed + k
         record = {"seed": seed, "parts": {}, "seconds": 0.0}
         for part, options in row.parts.items():
-            label = row.name if part == "main" else f"{row.name}-{part}"
+            label = (row.name if part == "main" else f"{row.name}-{part}") + (f"-{peer}" if peer else "")
             config = make_config(options, seed=seed, scale=args.scale, train_subset=args.train_subset,
                                  out=str(args.out), name=f"{label}-seed{seed}", data_dir=args.data_dir,
                                  progress=args.progress)
-            echo(f"\n=== {label}, seed {seed}: {train_command(config.to_dict(), seed)}")
+            engine = f" (steps computed by {peer})" if peer else ""
+            echo(f"\n=== {label}, seed {seed}: {train_command(config.to_dict(), seed)}{engine}")
             start = time.perf_counter()
-            run, history, _ = train_run(config, echo=echo)
+            run, history, _ = train_run(config, echo=echo, step_with=peer_step(peer))
             seconds = time.perf_counter() - start
             summary = json.loads((run.path / "summary.json").read_text())
             record["parts"][part] = {**part_summary(history, summary), "seconds": round(seconds, 1),
@@ -230,6 +242,7 @@ def run_row(row: Row, args, echo=print) -> dict:
         "train_subset": args.train_subset,
         "settings": settings_key(row),
         "command": reproduce_command(row.name, args, [r["seed"] for r in runs]),
+        **({"engine": peer} if peer else {}),
     }
 
 
@@ -280,6 +293,8 @@ def reproduce_command(name: str, args, seeds: list[int]) -> str:
         words.append(f"--scale {args.scale:g}")
     if args.train_subset:
         words.append(f"--train-subset {args.train_subset}")
+    if getattr(args, "peer", None):
+        words.append(f"--peer {args.peer}")
     return " ".join(words)
 
 
@@ -290,6 +305,11 @@ def load_results(path: Path) -> dict:
         if data.get("version") == FORMAT_VERSION:
             return data
     return {"version": FORMAT_VERSION, "rows": {}}
+
+
+def stored_rows(results: dict, peer: str | None) -> dict:
+    """The entries of cnnlab's runs (``peer`` None) or of a peer's (``results["peers"][peer]``), by row name."""
+    return results["rows"] if peer is None else results.setdefault("peers", {}).setdefault(peer, {})
 
 
 def save_results(results: dict, path: Path) -> None:
@@ -350,12 +370,49 @@ def judge(row: Row, entry: dict) -> tuple[str, str, bool | None]:
     return ours, verdict, passed
 
 
+#: cnnlab's mean test accuracy must be within this many percentage points of PyTorch's on the same recipe.
+AGREEMENT_PP = 0.15
+
+
+def _mean_test_accuracy(entry: dict) -> float | None:
+    values = [r["parts"]["main"].get("test_accuracy") for r in entry["runs"]]
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def peer_cells(row: Row, entry: dict | None, peer: dict | None) -> tuple[str, str]:
+    """The "PyTorch here" cell (its figure, whether it reaches the target) and the engine check: cnnlab's
+    mean test accuracy minus PyTorch's, in percentage points, against :data:`AGREEMENT_PP`."""
+    if peer is None:
+        return "no run yet", "—"
+    text, _, passed = judge(row, peer)
+    text += f" ({'reaches' if passed else 'misses'} the target; seeds {', '.join(str(r['seed']) for r in peer['runs'])})"
+    ours, theirs = (None if entry is None else _mean_test_accuracy(entry)), _mean_test_accuracy(peer)
+    if ours is None or theirs is None:
+        return text, "—"
+    gap = 100 * (ours - theirs)
+    return text, f"{gap:+.2f} pp: {'agree' if abs(gap) <= AGREEMENT_PP else 'differ'}"
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 2 * 3600:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _curve_line(label: str, entry: dict | None) -> str | None:
+    """One line of the course table: the summed error per epoch, mean ± sd over the entry's seeds."""
+    curves = [[COURSE_IMAGES * c for c in r["parts"]["main"]["train_cost_curve"]] for r in (entry or {}).get("runs", [])
+              if r["parts"]["main"].get("train_cost_curve")]
+    if not curves:
+        return None
+    cells = []
+    for values in zip(*curves):
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        cells.append(f"{statistics.fmean(values):.2f} ± {sd:.2f}" if len(values) > 1 else f"{values[0]:.2f}")
+    return f"| {label} | " + " | ".join(cells) + " |"
 
 
 def render(results: dict) -> str:
@@ -366,43 +423,50 @@ def render(results: dict) -> str:
         "Generated by `benchmarks/reproduce.py` from `results.json` beside it — do not edit by hand. "
         "\"ours\" is the accuracy of the final model on the 10,000-image test set (MNIST unless noted), mean "
         "over the seeds (± standard deviation, min, max when there are several); \"pass\" compares that mean "
-        "with the target. Time is the wall-clock time of one run (training, validation, test) on the machine "
+        "with the target. \"PyTorch here\" is the same recipe trained by PyTorch on this machine (`--peer torch`: "
+        "the same initial weights, batches, augmentation and schedule, PyTorch computing every step), and the "
+        "engine check is cnnlab's mean minus PyTorch's. Time is the wall-clock time of one run (training, validation, test) on the machine "
         "that measured it. See [reproduce.md](reproduce.md) for how to run it.",
         "",
-        "| setting | reported | ours | target | pass | time per run | seeds | command |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| setting | reported | PyTorch here | ours (cnnlab here) | target | pass | cnnlab − PyTorch "
+        f"(agree within {AGREEMENT_PP:g} pp) | time per run | seeds | command |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     stored = results.get("rows", {})
+    peers = results.get("peers", {}).get("torch", {})
     for row in ROWS:
-        entry = stored.get(row.name)
+        entry, peer = stored.get(row.name), peers.get(row.name)
         command = f"`python benchmarks/reproduce.py --only {row.name}`"
+        peer_text, check = peer_cells(row, entry, peer)
         if entry is None:
-            lines.append(f"| {row.setting} | {row.reported} | not run yet | {row.target} | — | — | — | {command} |")
+            lines.append(f"| {row.setting} | {row.reported} | {peer_text} | not run yet | {row.target} | — | {check} "
+                         f"| — | — | {command} |")
             continue
         ours, verdict, _ = judge(row, entry)
-        seconds = statistics.fmean([r["seconds"] for r in entry["runs"]])
+        seconds = _duration(statistics.fmean([r["seconds"] for r in entry["runs"]]))
+        if peer is not None:
+            seconds += f" (PyTorch {_duration(statistics.fmean([r['seconds'] for r in peer['runs']]))})"
         seeds = ", ".join(str(r["seed"]) for r in entry["runs"])
-        lines.append(f"| {row.setting} | {row.reported} | {ours} | {row.target} | {verdict} | {_duration(seconds)} "
-                     f"| {seeds} | `{entry['command']}` (measured {entry['measured']}) |")
+        commands = f"`{entry['command']}` (measured {entry['measured']})" + (
+            f"; `{peer['command']}` (measured {peer['measured']})" if peer is not None else "")
+        lines.append(f"| {row.setting} | {row.reported} | {peer_text} | {ours} | {row.target} | {verdict} | {check} "
+                     f"| {seconds} | {seeds} | {commands} |")
     course = stored.get("course-scratch")
     if course:
-        curves = [[COURSE_IMAGES * c for c in r["parts"]["main"]["train_cost_curve"]] for r in course["runs"]
-                  if r["parts"]["main"].get("train_cost_curve")]
+        curves = [r for r in course["runs"] if r["parts"]["main"].get("train_cost_curve")]
         per_epoch = [statistics.fmean(r["parts"]["main"]["seconds"] / max(r["parts"]["main"]["epochs"], 1)
                                       for r in course["runs"])]
         lines += ["", "## The from-scratch course recipe, epoch by epoch", "",
                   f"Summed error Σ ½‖a − y‖² over the {COURSE_IMAGES} training images after each epoch: the "
-                  f"course's printout beside ours (mean ± sd over {len(curves)} seed(s)); "
+                  f"course's printout beside ours (and PyTorch's, same batches, when run; mean ± sd over {len(curves)} seed(s)); "
                   f"{per_epoch[0]:.1f} s per epoch here (including the test pass, spread over the epochs).", "",
                   "| epoch | " + " | ".join(str(e + 1) for e in range(len(COURSE_REPORTED_ERROR))) + " |",
                   "| --- |" + " --- |" * len(COURSE_REPORTED_ERROR),
                   "| reported | " + " | ".join(f"{v:.2f}" for v in COURSE_REPORTED_ERROR) + " |"]
-        if curves:
-            cells = []
-            for values in zip(*curves):
-                sd = statistics.stdev(values) if len(values) > 1 else 0.0
-                cells.append(f"{statistics.fmean(values):.2f} ± {sd:.2f}" if len(values) > 1 else f"{values[0]:.2f}")
-            lines.append("| cnnlab | " + " | ".join(cells) + " |")
+        for label, source in (("cnnlab", course), ("PyTorch", peers.get("course-scratch"))):
+            line = _curve_line(label, source)
+            if line:
+                lines.append(line)
     lines += ["", "## The same runs with `cnnlab train`", "",
               "Each setting is one `cnnlab train` command (seed 0 shown; the script adds `--out` and `--name`):", ""]
     for row in ROWS:
@@ -440,6 +504,9 @@ def parse_args(argv=None):
                         help="results JSON to update (default docs/results.json; <out>/results.json for reduced runs)")
     parser.add_argument("--data-dir", help="data folder (default: $CNNLAB_DATA, else ~/.cache/cnnlab)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar per epoch")
+    parser.add_argument("--peer", choices=["torch"],
+                        help="train the same recipes with PyTorch computing every step (same initial weights, "
+                             "batches and schedule: cnnlab.interop.torch_step); stored as the row's PyTorch column")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.scale <= 0 or (args.train_subset is not None and args.train_subset < 1):
         parser.error("--runs and --train-subset must be >= 1 and --scale > 0")
@@ -459,7 +526,7 @@ def main(argv=None, echo=print) -> int:
     path = args.results or (Path(args.out) / "results.json" if reduced else RESULTS)
     rows = [ROWS_BY_NAME[name] for name in args.only] if args.only else ROWS
     if args.add_seeds:  # refuse now rather than after hours of training
-        earlier = load_results(path)["rows"]
+        earlier = stored_rows(load_results(path), args.peer)
         for row in rows:
             try:
                 add_seeds(earlier.get(row.name), {"settings": settings_key(row), "scale": args.scale,
@@ -473,18 +540,19 @@ def main(argv=None, echo=print) -> int:
         entry = run_row(row, args, echo)
         # Read the file again: another reproduction may have stored rows while this one trained.
         results = load_results(path)
+        rows_of_engine = stored_rows(results, args.peer)
         if args.add_seeds:
             try:
-                entry = add_seeds(results["rows"].get(row.name), entry, row, args)
+                entry = add_seeds(rows_of_engine.get(row.name), entry, row, args)
             except ValueError as exc:  # the stored row changed while this one trained: keep both apart
                 aside = path.with_name(f"{path.stem}.{row.name}.not-added.json")
                 atomic.write_text(aside, json.dumps(entry, indent=1) + "\n")
                 print(f"error: {exc}; these runs are kept in {aside}", file=sys.stderr)
                 return 2
-        results["rows"][row.name] = entry
+        rows_of_engine[row.name] = entry
         save_results(results, path)  # after every row: an interrupted reproduction keeps what it measured
-        ours, verdict, _ = judge(row, results["rows"][row.name])
-        echo(f"--- {row.name}: {ours} (target {row.target}): {verdict}")
+        ours, verdict, _ = judge(row, entry)
+        echo(f"--- {row.name}{f' ({args.peer})' if args.peer else ''}: {ours} (target {row.target}): {verdict}")
     echo(f"\nwrote {path} and {path.with_suffix('.md')}")
     return 0
 

@@ -205,3 +205,35 @@ def test_nielsen_row_holds_out_10000_images(repro, tmp_path, real_data):
     assert record["resolved"]["n_val"] == 10000 and record["resolved"]["n_train"] == 100
     assert record["config"]["loss"] == "quadratic" and record["config"]["lr"] == 3.0
     assert 0.1 < part["test_accuracy"] <= 1  # 100 images, one epoch: better than chance
+
+
+def test_engine_check_compares_the_means_with_pytorchs(repro):
+    results = {"version": 1, "rows": {"lenet5": entry([{"main": {"test_accuracy": 0.9878}}]),
+                                      "fashion-lenet5": entry([{"main": {"test_accuracy": 0.9000}}])},
+               "peers": {"torch": {"lenet5": entry([{"main": {"test_accuracy": 0.9905}}, {"main": {"test_accuracy": 0.9901}}]),
+                                   "fashion-lenet5": entry([{"main": {"test_accuracy": 0.9010}}])}}}
+    table = [line for line in repro.render(results).splitlines() if line.startswith("| ")]
+    lenet = next(line for line in table if line.startswith("| `lenet5` (tanh"))
+    assert "| 99.03% ± 0.03 (min 99.01%, max 99.05%) (reaches the target; seeds 0, 1) |" in lenet
+    assert "| -0.25 pp: differ |" in lenet and "| 60 s (PyTorch 60 s) |" in lenet
+    fashion = next(line for line in table if line.startswith("| Fashion-MNIST, `lenet5`"))
+    assert "| -0.10 pp: agree |" in fashion and "(reaches the target; seeds 0)" in fashion
+    assert sum("no run yet" in line for line in table) == len(repro.ROWS) - 2
+
+
+def test_peer_run_is_stored_apart_from_cnnlabs(repro, fake_mnist, tmp_path):
+    pytest.importorskip("torch", reason="--peer torch needs torch (pip install -e '.[test]')")
+    out, results = tmp_path / "runs", tmp_path / "results.json"
+    common = ["--only", "lenet5", "--scale", "0.01", "--train-subset", "30", "--data-dir", str(fake_mnist.data_dir),
+              "--out", str(out), "--results", str(results)]
+    assert repro.main(common, echo=quiet) == 0
+    ours = json.loads(results.read_text())["rows"]["lenet5"]
+    assert repro.main([*common, "--peer", "torch"], echo=quiet) == 0
+    stored = json.loads(results.read_text())
+    assert stored["rows"]["lenet5"] == ours  # cnnlab's runs untouched
+    peer = stored["peers"]["torch"]["lenet5"]
+    assert peer["engine"] == "torch" and peer["command"].endswith("--peer torch")
+    assert Path(peer["runs"][0]["parts"]["main"]["run"]).name.startswith("lenet5-torch-seed0")
+    assert 0 <= peer["runs"][0]["parts"]["main"]["test_accuracy"] <= 1
+    line = next(line for line in results.with_suffix(".md").read_text().splitlines() if line.startswith("| `lenet5` (tanh"))
+    assert " pp: " in line  # the engine check is filled in
