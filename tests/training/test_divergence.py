@@ -48,6 +48,21 @@ def test_stall_needs_three_epochs_at_chance_and_no_progress_of_the_cost():
     assert guard.check(plateau, row(3, 0.3, 0.9), chance=0.11) is None
 
 
+def test_stall_window_covers_at_least_a_thousand_updates():
+    # The course network: 100 images, batch 1 -> 100 steps an epoch, at chance for a few epochs before it
+    # learns. Three flat epochs are 300 updates: not enough to call it stuck; ten are.
+    guard = DivergenceGuard()
+    guard.steps_per_epoch = 100
+    flat = [row(e, 0.4706, 0.11) for e in range(1, 10)]
+    assert guard.check(History(start_cost=0.49, rows=flat[:2]), flat[2], chance=0.14) is None
+    assert guard.check(History(start_cost=0.49, rows=flat[:8]), flat[8], chance=0.14) is None
+    message = guard.check(History(start_cost=0.49, rows=flat), row(10, 0.4706, 0.11), chance=0.14)
+    assert "for 10 epochs" in message
+    # big epochs keep the three-epoch window
+    guard.steps_per_epoch = 5000
+    assert "for 3 epochs" in guard.check(History(start_cost=0.49, rows=flat[:2]), flat[2], chance=0.14)
+
+
 def test_without_accuracy_monitors_the_stall_rule_is_off():
     rows = [{**row(e, 0.5, None), "train_accuracy": None} for e in (1, 2, 3)]
     assert DivergenceGuard().check(History(start_cost=0.5, rows=rows[:2]), rows[2], 0.1) is None

@@ -195,14 +195,21 @@ class DivergenceGuard:
       cost of the last of those epochs is not ``min_progress`` (1 %) below the first one's. Saturated
       sigmoid units (quadratic cost at ``--lr 1e6``) sit at exactly 0.5000 and 9.6 % for ever; a slow
       but healthy start (Nielsen's large initialisation, 12 % then 16 % then 20 %) lowers its cost by
-      several per cent an epoch, so the two conditions together never stop it.
+      several per cent an epoch, so the two conditions together never stop it. The window is stretched to
+      at least ``min_updates`` (1,000) training steps when :attr:`steps_per_epoch` is known (``fit`` sets
+      it): the course network trained on 100 images with batch 1 makes 100 steps an epoch and, as its
+      author's own printout shows (summed error 46.83, 46.35, 45.91 in epochs 2-4), sits at chance for
+      several epochs before it learns; three such epochs are 300 steps, too few to call it stuck.
 
     Without a training cost the validation cost is used, and likewise for the accuracy; with neither
     monitor the corresponding rule is off.
     """
 
-    def __init__(self, explode: float = 10.0, patience: int = 3, margin: float = 0.05, min_progress: float = 0.01):
+    def __init__(self, explode: float = 10.0, patience: int = 3, margin: float = 0.05, min_progress: float = 0.01,
+                 min_updates: int = 1000):
         self.explode, self.patience, self.margin, self.min_progress = explode, patience, margin, min_progress
+        self.min_updates = min_updates
+        self.steps_per_epoch: int | None = None  # set by fit; None: the window is `patience` epochs
 
     @staticmethod
     def _value(row: dict, what: str):
@@ -219,8 +226,11 @@ class DivergenceGuard:
         if cost is not None and start and start > 0 and cost > self.explode * start:
             return (f"the training cost rose to {cost:.4g}, more than {self.explode:g}x the untrained model's "
                     f"{start:.4g}: training diverged (learning rate {row['lr']:.3g} is too high)")
-        window = [*history.rows[-(self.patience - 1):], row] if self.patience > 1 else [row]
-        if len(window) < self.patience:
+        epochs = self.patience
+        if self.steps_per_epoch:
+            epochs = max(epochs, -(-self.min_updates // self.steps_per_epoch))
+        window = [*history.rows[-(epochs - 1):], row] if epochs > 1 else [row]
+        if len(window) < epochs:
             return None
         accuracies = [self._value(r, "accuracy") for r in window]
         costs = [self._value(r, "cost") for r in window]
@@ -228,6 +238,6 @@ class DivergenceGuard:
             return None
         if max(accuracies) <= chance + self.margin and costs[-1] > (1 - self.min_progress) * costs[0]:
             return (f"accuracy has stayed at chance ({max(accuracies):.1%} at most, {chance:.1%} for always "
-                    f"answering the most frequent class) for {self.patience} epochs and the cost no longer "
+                    f"answering the most frequent class) for {epochs} epochs and the cost no longer "
                     f"falls: training is stuck (learning rate {row['lr']:.3g} may be too high)")
         return None

@@ -148,6 +148,8 @@ def fit(model, train_data, val_data=None, *, epochs: int = 10, batch_size: int =
     count_correct = monitors["train_accuracy"] and not full_train_eval
     state = TrainingState(model, optimizer, loss, seed, history or History(), epochs, initial_epoch)
     guard = DivergenceGuard() if divergence is True else (divergence or None)
+    if guard is not None:
+        guard.steps_per_epoch = len(batches)  # the stall rule waits for enough updates, not just epochs
     chance = _chance(labels)
     measure_start = state.history.start_cost is None and initial_epoch == 0
     n, n_batches = len(images), len(batches)
