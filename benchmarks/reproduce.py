@@ -374,24 +374,29 @@ def judge(row: Row, entry: dict) -> tuple[str, str, bool | None]:
 AGREEMENT_PP = 0.15
 
 
-def _mean_test_accuracy(entry: dict) -> float | None:
-    values = [r["parts"]["main"].get("test_accuracy") for r in entry["runs"]]
+def _mean_test_accuracy(entry: dict, seeds: set[int]) -> float | None:
+    values = [r["parts"]["main"].get("test_accuracy") for r in entry["runs"] if r["seed"] in seeds]
     values = [v for v in values if v is not None]
     return statistics.fmean(values) if values else None
 
 
 def peer_cells(row: Row, entry: dict | None, peer: dict | None) -> tuple[str, str]:
     """The "PyTorch here" cell (its figure, whether it reaches the target) and the engine check: cnnlab's
-    mean test accuracy minus PyTorch's, in percentage points, against :data:`AGREEMENT_PP`."""
+    mean test accuracy minus PyTorch's over the seeds both have run, in percentage points, against
+    :data:`AGREEMENT_PP`."""
     if peer is None:
         return "no run yet", "—"
     text, _, passed = judge(row, peer)
     text += f" ({'reaches' if passed else 'misses'} the target; seeds {', '.join(str(r['seed']) for r in peer['runs'])})"
-    ours, theirs = (None if entry is None else _mean_test_accuracy(entry)), _mean_test_accuracy(peer)
+    common = {r["seed"] for r in peer["runs"]} & {r["seed"] for r in (entry or {}).get("runs", [])}
+    ours, theirs = (_mean_test_accuracy(entry, common), _mean_test_accuracy(peer, common)) if common else (None, None)
     if ours is None or theirs is None:
         return text, "—"
     gap = 100 * (ours - theirs)
-    return text, f"{gap:+.2f} pp: {'agree' if abs(gap) <= AGREEMENT_PP else 'differ'}"
+    verdict = f"{gap:+.2f} pp: {'agree' if abs(gap) <= AGREEMENT_PP else 'differ'}"
+    if common != {r["seed"] for r in entry["runs"]}:
+        verdict += f" (seeds {', '.join(str(s) for s in sorted(common))})"
+    return text, verdict
 
 
 def _duration(seconds: float) -> str:
