@@ -10,6 +10,8 @@ from scipy.ndimage import map_coordinates
 from cnnlab.data.augment import (
     Augmentation,
     affine_source_coords,
+    blur_each,
+    change_thickness,
     elastic_displacement,
     save_augmentation_grid,
     warp,
@@ -148,7 +150,9 @@ def test_rotation_range_is_respected():
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"rotation": -1}, "rotation must be >= 0"), ({"scale": 1.0}, "scale must be < 1"),
-     ({"elastic_sigma": 0}, "elastic_sigma must be > 0"), ({"fill": "wrap"}, "fill must be one of")],
+     ({"elastic_sigma": 0}, "elastic_sigma must be > 0"), ({"fill": "wrap"}, "fill must be one of"),
+     ({"shear": -0.1}, "shear must be >= 0"), ({"thickness": 1.5}, "thickness is a share"),
+     ({"blur": -1}, "blur must be >= 0")],
 )
 def test_bad_settings(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -178,3 +182,47 @@ def test_grid_png(tmp_path, channels, mode):
 def test_grid_rejects_odd_channel_counts(tmp_path):
     with pytest.raises(ShapeError):
         save_augmentation_grid(np.zeros((2, 2, 8, 8), np.uint8), tmp_path / "g.png")
+
+
+def vertical_bar(n=1, size=15, width=3):
+    x = np.zeros((n, 1, size, size), np.float32)
+    x[:, :, 2:-2, size // 2 - width // 2 : size // 2 + width // 2 + 1] = 1.0
+    return x
+
+
+def test_shear_slants_rows_in_proportion_to_their_height():
+    rows, cols = affine_source_coords(np.zeros(1), np.ones(1), np.zeros((1, 2)), 9, 9, shears=np.array([0.5]))
+    np.testing.assert_allclose(rows[0], np.arange(9)[:, None] * np.ones((1, 9)))  # rows unchanged
+    # row r reads the columns 0.5 * (r - 4) to the side: the centre row not at all, rows 0 and 8 two each way
+    np.testing.assert_allclose(cols[0, 4], np.arange(9))
+    np.testing.assert_allclose(cols[0, 8] - cols[0, 0], 4.0)
+    bar = vertical_bar()
+    slanted = Augmentation(rotation=0, shift=0, scale=0, shear=0.4, seed=3)(bar)
+    top, bottom = (np.average(np.arange(15), weights=slanted[0, 0, r]) for r in (3, 11))
+    assert abs(top - bottom) > 1.5  # the bar leans
+    assert abs(slanted.sum() - bar.sum()) / bar.sum() < 0.05  # a slant moves ink, it does not add any
+
+
+def test_thickness_grows_and_shrinks_strokes_by_about_a_pixel():
+    bar = vertical_bar(n=3)
+    out = change_thickness(bar, np.array([1, 0, -1]))
+    widths = (out[:, 0, 7] > 0.5).sum(axis=1)
+    assert list(widths) == [4, 3, 2]
+    np.testing.assert_array_equal(out[1], bar[1])
+
+
+def test_blur_spreads_ink_and_keeps_its_amount():
+    bar = vertical_bar(n=2)
+    out = blur_each(bar, np.array([0.0, 1.0]))
+    np.testing.assert_array_equal(out[0], bar[0])
+    assert out[1].max() < 0.95 and (out[1] > 0.05).sum() > (bar[1] > 0.05).sum()
+    assert abs(out[1].sum() - bar[1].sum()) / bar[1].sum() < 0.02
+
+
+def test_pixel_options_are_drawn_per_image_from_the_seed():
+    x = np.repeat(vertical_bar(), 40, axis=0)
+    augment = Augmentation(rotation=0, shift=0, scale=0, thickness=1.0, blur=0.8)
+    a, b = augment(x, np.random.default_rng(5)), augment(x, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    ink = (a > 0.5).sum(axis=(1, 2, 3))
+    assert ink.min() < (x[0] > 0.5).sum() < ink.max()  # some thinner, some thicker

@@ -1,20 +1,26 @@
-"""Data augmentation on the fly: random rotation, shift, scale, elastic distortion, pixel noise.
+"""Data augmentation on the fly: random rotation, shear, shift, scale, elastic distortion, stroke
+thickness, blur, pixel noise.
 
 Everything is done for a whole batch at once. Each output pixel ``(r, c)`` of image ``n`` reads the input
 at a *source* position; we compute those positions for all ``N`` images as arrays ``(N, H, W)`` — the
 inverse of the random affine map, plus an elastic displacement field — and resample the whole stack with
 **one** call to ``scipy.ndimage.map_coordinates`` (bilinear, ``order=1``). No loop over images or pixels.
 
-Affine part, about the image centre ``(cy, cx)``, for angle θ, scale s and shift (ty, tx)::
+Affine part, about the image centre ``(cy, cx)``, for angle θ, scale s, shift (ty, tx) and shear k
+(a slant: each row moves sideways in proportion to its height, as handwriting leans)::
 
     dy, dx = r - cy - ty, c - cx - tx
     source_row = cy + ( cos θ · dy + sin θ · dx) / s
-    source_col = cx + (-sin θ · dy + cos θ · dx) / s
+    source_col = cx + (-sin θ · dy + cos θ · dx) / s + k · dy
 
 Elastic part (Simard, Steinkraus & Platt 2003, "Best practices for CNNs applied to visual document
 analysis"): a random displacement ``U(-1, 1)`` per pixel, smoothed by a Gaussian of width ``sigma``
 (which makes neighbouring pixels move together, like a hand's wobble) and scaled by ``alpha`` pixels.
 Simard used sigma = 4, alpha = 34 on 28x28 digits.
+
+The pixel part imitates pens and cameras: a stroke made one pixel **thicker or thinner** (a grey
+dilation or erosion over 2x2 pixels: a felt pen or a fine pencil), a Gaussian **blur** (a shaky camera,
+a soft scan) and Gaussian **noise**.
 
 All randomness comes from a ``numpy.random.Generator``: the same seed gives the same batch.
 """
@@ -33,9 +39,11 @@ from .normalize import normalize
 FILL_MODES = ("constant", "nearest", "reflect")
 
 
-def affine_source_coords(angles, scales, shifts, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def affine_source_coords(angles, scales, shifts, height: int, width: int,
+                         shears=None) -> tuple[np.ndarray, np.ndarray]:
     """Source rows and columns, float32 ``(N, H, W)``, of rotations ``angles`` (radians, ``(N,)``), ``scales``
-    ``(N,)`` and ``shifts`` ``(N, 2)`` (rows, cols, in pixels), each about the image centre."""
+    ``(N,)``, ``shifts`` ``(N, 2)`` (rows, cols, in pixels) and optional ``shears`` ``(N,)`` (columns moved
+    per row), each about the image centre."""
     theta = np.asarray(angles, dtype=np.float32)[:, None, None]
     scale = np.asarray(scales, dtype=np.float32)[:, None, None]
     shifts = np.asarray(shifts, dtype=np.float32)
@@ -45,6 +53,8 @@ def affine_source_coords(angles, scales, shifts, height: int, width: int) -> tup
     cos, sin = np.cos(theta), np.sin(theta)
     rows = cy + (cos * dy + sin * dx) / scale
     cols = cx + (-sin * dy + cos * dx) / scale
+    if shears is not None:
+        cols = cols + np.asarray(shears, dtype=np.float32)[:, None, None] * dy
     return rows, cols
 
 
@@ -118,6 +128,30 @@ def warp(images: np.ndarray, rows: np.ndarray, cols: np.ndarray, fill: str = "co
 MIN_WARP_BLOCK = 16
 
 
+def change_thickness(images: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """Strokes one pixel thicker (``change`` +1: grey dilation over 2x2), thinner (-1: grey erosion) or as
+    they are (0), per image of ``(N, C, H, W)`` light-on-dark ``images``. A 2x2 window grows a stroke by one
+    pixel where 3x3 would grow it by two, too much for MNIST's 2-3 px strokes."""
+    from scipy.ndimage import grey_dilation, grey_erosion
+
+    out = images.copy()
+    for sign, morphology in ((1, grey_dilation), (-1, grey_erosion)):
+        chosen = np.flatnonzero(change == sign)
+        if chosen.size:
+            out[chosen] = morphology(images[chosen], size=(1, 1, 2, 2))
+    return out
+
+
+def blur_each(images: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """Each image of ``(N, C, H, W)`` blurred by its own Gaussian ``sigmas[n]`` (pixels; under 0.1: as is)."""
+    from scipy.ndimage import gaussian_filter
+
+    out = images.copy()
+    for n in np.flatnonzero(sigmas >= 0.1):
+        out[n] = gaussian_filter(images[n], sigma=(0, sigmas[n], sigmas[n]))
+    return out
+
+
 @dataclass
 class Augmentation:
     """A random transformation for batches of images in ``[0, 1]``: ``aug(x, rng) -> x'``.
@@ -128,6 +162,9 @@ class Augmentation:
         scale: maximum relative zoom; each image is scaled by U(1 - scale, 1 + scale).
         elastic_alpha: strength of the elastic distortion in pixels (0 = off; Simard: 34 on 28x28).
         elastic_sigma: smoothness of the elastic field in pixels (Simard: 4).
+        shear: maximum slant; each image's rows move sideways by U(-shear, +shear) pixels per row.
+        thickness: share of images whose strokes get one pixel thicker or thinner (half each).
+        blur: maximum Gaussian blur in pixels; each image is blurred by a sigma from U(0, blur).
         noise: standard deviation of Gaussian pixel noise (0 = off); the result is clipped to [0, 1].
         fill: what lies outside the picture: ``"constant"`` (black), ``"nearest"`` (edge), ``"reflect"``.
         seed: seed of the generator used when a call passes no ``rng``.
@@ -138,17 +175,22 @@ class Augmentation:
     scale: float = 0.1
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
+    shear: float = 0.0
+    thickness: float = 0.0
+    blur: float = 0.0
     noise: float = 0.0
     fill: str = "constant"
     seed: int | None = None
     _rng: np.random.Generator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("rotation", "shift", "scale", "elastic_alpha", "noise"):
+        for name in ("rotation", "shift", "scale", "elastic_alpha", "shear", "thickness", "blur", "noise"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"Augmentation: {name} must be >= 0, got {getattr(self, name)}")
         if self.scale >= 1:
             raise ConfigError(f"Augmentation: scale must be < 1 (zoom in 1 ± scale), got {self.scale}")
+        if self.thickness > 1:
+            raise ConfigError(f"Augmentation: thickness is a share of images, at most 1, got {self.thickness}")
         if self.elastic_sigma <= 0:
             raise ConfigError(f"Augmentation: elastic_sigma must be > 0, got {self.elastic_sigma}")
         if self.fill not in FILL_MODES:
@@ -157,7 +199,7 @@ class Augmentation:
 
     @property
     def geometric(self) -> bool:
-        return bool(self.rotation or self.shift or self.scale or self.elastic_alpha)
+        return bool(self.rotation or self.shift or self.scale or self.elastic_alpha or self.shear)
 
     def __call__(self, images: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Augment a batch ``(N, C, H, W)`` -> float32 ``(N, C, H, W)``.
@@ -169,16 +211,22 @@ class Augmentation:
         rng = self._rng if rng is None else rng
         x = normalize(images)
         n, _, h, w = x.shape
+        if self.thickness and n:
+            x = change_thickness(x, rng.choice([-1, 0, 1], size=n, p=[self.thickness / 2, 1 - self.thickness,
+                                                                      self.thickness / 2]))
         if self.geometric and n:
             angles = np.deg2rad(rng.uniform(-self.rotation, self.rotation, n))
             scales = rng.uniform(1.0 - self.scale, 1.0 + self.scale, n)
             shifts = rng.uniform(-self.shift, self.shift, (n, 2))
-            rows, cols = affine_source_coords(angles, scales, shifts, h, w)
+            shears = rng.uniform(-self.shear, self.shear, n) if self.shear else None
+            rows, cols = affine_source_coords(angles, scales, shifts, h, w, shears)
             if self.elastic_alpha:
                 dy, dx = elastic_displacement(rng, n, h, w, self.elastic_alpha, self.elastic_sigma)
                 rows += dy
                 cols += dx
             x = warp(x, rows, cols, self.fill)
+        if self.blur and n:
+            x = blur_each(x, rng.uniform(0.0, self.blur, n))
         if self.noise:
             x = x + rng.normal(0.0, self.noise, x.shape).astype(np.float32)
             np.clip(x, 0.0, 1.0, out=x)

@@ -64,6 +64,8 @@ def _split_value(text: str | None):
 @click.option("--val-split", help="Held out for validation: a fraction (0.1) or a count (10000); 'test' to validate on the "
               "test split after every epoch (as the Keras course does); 0 for none.  [0.1]")
 @click.option("--train-subset", type=int, help="Train on the first N training images only.")
+@click.option("--non-digits", type=int,
+              help="Add N drawn letters and scribbles as an 11th class, 'not a digit' (digit datasets).  [0]")
 @click.option("--seed", type=int, help="Seed of the weights, the split, the shuffling.  [0]")
 @click.option("--device", type=click.Choice(DEVICES),
               help="Train on the CPU (NumPy) or on a CUDA GPU (CuPy: pip install 'cnnlab[gpu]').  [cpu]")

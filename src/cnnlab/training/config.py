@@ -68,6 +68,9 @@ class TrainConfig:
     Data: ``val_split`` is a fraction (< 1) or a count (≥ 1) of training images held out for validation, or
     ``"test"`` to validate on the test split after every epoch
     (0: none); ``train_subset`` keeps the first N remaining training images (the overfitting study).
+    ``non_digits`` adds that many drawn marks that are not digits (letters, scribbles:
+    :mod:`cnnlab.synthetic.non_digits`) as an extra class, "not a digit", 90% to the training images and
+    10% to the validation images (digit datasets only).
 
     Output: a run folder ``out/name`` (default name ``<arch>-<dataset>-<date>-<time>``); ``test`` also
     measures the final model on the test split when training ends.
@@ -86,6 +89,7 @@ class TrainConfig:
     folder_mode: str = "auto"  # image folders only: auto (the majority), digit, gray or rgb
     val_split: float | str = 0.1
     train_subset: int | None = None
+    non_digits: int = 0
     augment: bool = False
     augment_options: dict = field(default_factory=dict)
     standardize: bool = False
@@ -140,6 +144,8 @@ class TrainConfig:
         positive_int("batch_size", self.batch_size)
         positive_int("step_size", self.step_size)
         positive_int("train_subset", self.train_subset, allow_none=True)
+        if isinstance(self.non_digits, bool) or not isinstance(self.non_digits, int) or self.non_digits < 0:
+            raise ConfigError(f"non_digits must be a count (0 or more), received {self.non_digits!r}")
         positive_int("early_stop", self.early_stop, allow_none=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, received {self.seed!r}")

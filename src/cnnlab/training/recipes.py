@@ -41,10 +41,35 @@ def load_data(config, echo=print):
             raise ConfigError(f"--train-subset {config.train_subset:,} is more than the {len(train):,} training "
                               f"images{left}; give at most {len(train):,}")
         train = first_n(train, config.train_subset)
+    class_names = full.class_names
+    if config.non_digits:
+        train, val, class_names = with_non_digits(config, train, val)
     where = " (the test split)" if config.val_split == "test" else ""
     echo(f"data: {config.dataset}, {len(train):,} training images"
          + (f", {len(val):,} validation images{where}" if val is not None else ", no validation set"))
-    return train, val, full.class_names
+    return train, val, class_names
+
+
+def with_non_digits(config, train, val):
+    """``train`` and ``val`` with ``config.non_digits`` non-digit marks added as one more class (90% / 10%;
+    all to training without a validation set). Drawn from the seed, so a resumed run sees the same ones."""
+    from ..data.dataset import Dataset
+    from ..synthetic.non_digits import NOT_A_DIGIT, non_digit_images
+
+    if config.dataset.lower() not in DIGIT_STYLE or train.sample_shape != (1, 28, 28):
+        raise ConfigError(f"--non-digits adds drawn non-digit marks to a digit dataset (28x28, one of "
+                          f"{', '.join(DIGIT_STYLE)}); {config.dataset} is not one")
+    marks = non_digit_images(config.non_digits, seed=config.seed)[:, None]
+    label = len(train.class_names)
+    held = len(marks) // 10 if val is not None else 0
+
+    def extended(part, extra):
+        labels = np.full(len(extra), label, dtype=part.labels.dtype)
+        return Dataset(np.concatenate([part.images, extra]), np.concatenate([part.labels, labels]),
+                       (*part.class_names, NOT_A_DIGIT), f"{part.name}+non-digits", part.split)
+
+    return (extended(train, marks[held:]), extended(val, marks[:held]) if val is not None else None,
+            (*train.class_names, NOT_A_DIGIT))
 
 
 #: Datasets made the way MNIST was (NIST's pipeline: light ink on dark, cropped, centred by mass in 28x28):
