@@ -28,9 +28,13 @@ from .data.normalize import MNIST_PREPROCESSING
 from .engine.model import Sequential
 
 FORMAT_VERSION = 1
-BUNDLED_MODEL = "lenet5-mnist.safetensors"
+BUNDLED_MODEL = "cnn-bn-mnist.safetensors"
 #: The models that ship inside the package, by the name ``--model`` takes.
-BUNDLED_MODELS = {"digits": BUNDLED_MODEL, "fashion": "fashion-vgg-mini.safetensors"}
+#: The models that ship with the package, by the name ``--model`` takes: the digit recognizer (cnn-bn with a
+#: "not a digit" class, docs/bundled-model.md), the small LeNet-5 that the course material teaches, and
+#: vgg-mini for Fashion-MNIST.
+BUNDLED_MODELS = {"digits": BUNDLED_MODEL, "lenet5": "lenet5-mnist.safetensors",
+                  "fashion": "fashion-vgg-mini.safetensors"}
 
 #: Limits a model file must stay within before anything is built from it: a file cannot make cnnlab
 #: allocate what it asks for (the parameters must match tensors present in the file, and Sequential caps
@@ -162,8 +166,9 @@ def load_model(path: str | os.PathLike) -> Sequential:
 
 
 def bundled_model_path(name: str = "digits") -> Path:
-    """Path of a model that ships inside the package: ``"digits"`` (LeNet-5 trained on MNIST, the default)
-    or ``"fashion"`` (vgg-mini trained on Fashion-MNIST)."""
+    """Path of a model that ships inside the package: ``"digits"`` (cnn-bn trained on MNIST and non-digit
+    marks, the default), ``"lenet5"`` (LeNet-5 on MNIST, the teaching model) or ``"fashion"`` (vgg-mini
+    trained on Fashion-MNIST)."""
     if name not in BUNDLED_MODELS:
         raise ModelFileError(f"no bundled model called {name!r}; expected one of: {', '.join(BUNDLED_MODELS)}")
     return Path(str(resources.files("cnnlab") / "models" / BUNDLED_MODELS[name]))

@@ -7,21 +7,26 @@ from cnnlab.cli import main
 from cnnlab.io import bundled_model_path, load_bundled_model
 
 
-def test_bundled_model_ships_with_the_package_and_is_small():
+def test_bundled_models_ship_with_the_package_and_are_small():
     path = bundled_model_path()
     assert path.is_file(), f"{path} is missing: the package must ship its model"
-    assert path.stat().st_size < 1_000_000
+    assert path.stat().st_size < 4_000_000
     model = load_bundled_model()
-    assert model.info["architecture"]["name"] == "lenet5"
+    assert model.info["architecture"]["name"] == "cnn-bn"
     assert model.input_shape == (1, 28, 28)
+    assert model.info["class_names"] == [*"0123456789", "not a digit"]
+    teaching = load_bundled_model("lenet5")  # the course's small network, by name
+    assert teaching.info["architecture"]["name"] == "lenet5" and bundled_model_path("lenet5").stat().st_size < 300_000
 
 
-def test_bundled_model_reaches_99_percent_on_the_mnist_test_set(real_data):
+def test_bundled_model_reaches_99_6_percent_on_the_mnist_test_set(real_data):
+    """Its "not a digit" answers count as wrong here; LeNet-5, the teaching model, keeps its 99%."""
     from cnnlab.data import load_dataset
 
     test = load_dataset("mnist", split="test", data_dir=real_data("mnist"))
     accuracy = load_bundled_model().evaluate(test).accuracy
-    assert accuracy >= 0.99, f"bundled model: {accuracy:.4f} on MNIST test"
+    assert accuracy >= 0.996, f"bundled model: {accuracy:.4f} on MNIST test"
+    assert load_bundled_model("lenet5").evaluate(test).accuracy >= 0.99
 
 
 def test_predict_example_reads_the_shipped_drawings(capsys):

@@ -137,10 +137,20 @@ def test_noise_is_not_a_digit():
 # -- "not a digit" from the model ------------------------------------------------------------------------------
 def test_judge_scales_by_temperature_and_rejects_below_the_threshold():
     p = np.array([0.6, 0.3, 0.1])
-    scaled, message = judge(p, Calibration(temperature=2.0, min_confidence=0.5))
+    scaled, message, not_a_digit = judge(p, Calibration(temperature=2.0, min_confidence=0.5))
     assert scaled.argmax() == 0 and scaled.max() < 0.6  # T > 1 softens, never changes the answer
-    assert message is not None and "not a digit" in message
+    assert message is not None and "not a digit" in message and not_a_digit == 0.0
     assert judge(p, Calibration(temperature=1.0, min_confidence=0.5))[1] is None
+
+
+def test_judge_with_a_not_a_digit_class():
+    calibration = Calibration(max_not_a_digit=0.3)
+    # the last class is "not a digit": the digits come back renormalized, the class beside them
+    scaled, message, not_a_digit = judge(np.array([0.6, 0.2, 0.2]), calibration, reject=2)
+    np.testing.assert_allclose(scaled, [0.75, 0.25])
+    assert message is None and not_a_digit == pytest.approx(0.2)
+    scaled, message, not_a_digit = judge(np.array([0.5, 0.1, 0.4]), calibration, reject=2)
+    assert "sees no digit" in message and "40%" in message and scaled.argmax() == 0
 
 
 def test_the_bundled_calibration_applies_only_to_its_own_weights():
@@ -149,7 +159,11 @@ def test_the_bundled_calibration_applies_only_to_its_own_weights():
     model = load_bundled_model()
     calibration = calibration_for(model)
     assert calibration.weights_sha256 == weights_fingerprint(model)
-    assert 0.0 < calibration.min_confidence < 1.0 and 0.2 < calibration.temperature < 5.0
+    assert 0.2 < calibration.temperature < 5.0
+    assert 0.0 < calibration.max_not_a_digit < 1.0  # the bundled model refuses by its "not a digit" class
+    teaching = load_bundled_model("lenet5")  # its own calibration, found by its own fingerprint
+    assert calibration_for(teaching).weights_sha256 == weights_fingerprint(teaching)
+    assert 0.0 < calibration_for(teaching).min_confidence < 1.0
     _name, layer, key = next(iter(model.parameters()))
     layer.params[key] += 0.01  # "retrained": another model, so another (missing) calibration
     assert calibration_for(model) == Calibration()

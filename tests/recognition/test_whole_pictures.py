@@ -92,7 +92,7 @@ def test_an_unknown_bundled_name_is_a_one_line_error(capsys):
 
     code = main(["predict", "--example", "--model", "fahsion"])
     err = capsys.readouterr().err
-    assert code == 2 and "no model file or bundled model called 'fahsion'; bundled: digits, fashion" in err
+    assert code == 2 and "no model file or bundled model called 'fahsion'; bundled: digits, lenet5, fashion" in err
     assert "Traceback" not in err
 
 

@@ -36,6 +36,9 @@ SEVERAL_HEIGHT = 0.55  # a second group at least this tall (relative) beside the
 WIDE_MARK = 1.7  # one mark wider than 1.7x its height: digits written touching each other
 
 
+#: The class name of a model's "not a digit" answer (``cnnlab train --non-digits``).
+NOT_A_DIGIT = "not a digit"
+
 class NotADigitError(NoDigitError):
     """The picture holds a mark, but not one digit (noise, a line, a scribble, several digits, ...)."""
 

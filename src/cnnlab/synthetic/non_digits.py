@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..engine.backend import make_rng
+from ..recognition.reject import NOT_A_DIGIT  # the eleventh class name  # noqa: F401 (re-exported)
 
 # Not digit-like (see the module docstring for the ones left out and why).
 TRAIN_LETTERS = "ACEFHKLMNPRUVWXYfkmnrvwx"
@@ -37,7 +38,6 @@ FONT_FILES = (
     "STIXGeneralItalic.ttf", "STIXGeneralBol.ttf", "cmr10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
 )
 CANVAS = 200  # side of the square each mark is drawn on, in pixels
-NOT_A_DIGIT = "not a digit"  # the eleventh class name
 MIN_SCRIBBLE_LOOPS = 3
 
 

@@ -19,7 +19,7 @@ from ...engine.errors import ConfigError
 from ..paper import WORK_SIDE
 from ..picture import prepare_resized, uses_resize
 from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
-from ..calibration import calibration_for, judge
+from ..calibration import calibration_for, judge, not_a_digit_class, split_off
 from ..segment import read_number
 from .decode import decode_picture
 
@@ -100,6 +100,7 @@ class Recognizer:
         self.top_k = top_k
         self.lock = threading.Lock()
         self.calibration = calibration_for(model)  # temperature and "not a digit" threshold, if calibrated
+        self.reject_class = not_a_digit_class(model)  # a model trained with a "not a digit" class, or None
         info = getattr(model, "info", None) or {}
         self.preprocessing = info.get("preprocessing") or {}
         self.class_names = list(info.get("class_names") or [])
@@ -173,7 +174,7 @@ class Recognizer:
             picture = decode_picture(picture, mode="RGB")
         try:
             digit = prepare_digit(picture, single=not number)
-            p, doubt = judge(self.probabilities(digit[None])[0], self.calibration)
+            p, doubt, not_a_digit = judge(self.probabilities(digit[None])[0], self.calibration, self.reject_class)
             if doubt is not None and not number:
                 raise NoDigitError(doubt)
         except NoDigitError as exc:
@@ -191,6 +192,8 @@ class Recognizer:
             "probabilities": [round(float(v), 6) for v in p],
             "processed": png_data_url(digit),
         }
+        if self.reject_class is not None:
+            result["not_a_digit"] = round(not_a_digit, 6)
         if features:
             with self.lock:
                 maps = self.model.feature_maps(model_inputs(self.model, digit[None]))
@@ -204,8 +207,11 @@ class Recognizer:
     def read_number(self, picture, k: int) -> dict:
         """``{"number": "504192", "digits": [{"label", "probability", "top_k", "box", "processed"}]}``."""
 
+        def digit_probabilities(x):  # the ten digits' probabilities, without a "not a digit" class
+            return split_off(self.calibration.scale(self.probabilities(x[:, 0])), self.reject_class)[0]
+
         class LockedModel:  # read_number calls predict_proba once, with every digit in one batch
-            predict_proba = staticmethod(lambda x: self.probabilities(x[:, 0]))
+            predict_proba = staticmethod(digit_probabilities)
 
         reading = read_number(LockedModel(), picture)
         return {
