@@ -236,3 +236,32 @@ def test_a_600_dpi_a4_jpeg_scan_is_read_not_refused(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "scan.png")]) == 2
     err = capsys.readouterr().err
     assert "4960x7016 pixels refused" in err and "for a JPEG" in err and "Traceback" not in err
+
+
+# -- clean drawings are cut to their ink first ---------------------------------------------------------------
+def test_a_clean_drawing_is_cut_to_its_ink_and_shrunk():
+    from PIL import ImageDraw
+
+    from cnnlab.recognition.paper import CLEAN_SIDE, cut_to_drawing
+
+    canvas = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(canvas).line([(100, 40), (100, 250)], fill=255, width=12)  # a "1", 211 px tall
+    cut, scale = cut_to_drawing(canvas)
+    assert max(cut.size) == CLEAN_SIDE and scale == pytest.approx(CLEAN_SIDE / (211 + 8), rel=0.02)  # 2+2 px of frame each side
+    pixels = np.asarray(cut)
+    assert pixels[:2].max() == 0 and pixels[:, :2].max() == 0  # a frame of background for the polarity test
+    blank = Image.new("L", (280, 280), 0)
+    assert cut_to_drawing(blank) == (blank, 1.0)
+
+
+def test_a_fat_digit_on_a_canvas_is_not_taken_for_noise():
+    """The noise test asks how much of the *picture* the ink covers, not how much of the cut."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(canvas).ellipse((90, 60, 190, 220), outline=255, width=30)  # a "0" drawn with a finger
+    digit = prepare_digit(canvas)
+    assert digit.shape == (28, 28) and digit.max() > 0.9
+    noise = Image.fromarray((np.random.default_rng(0).random((280, 280)) > 0.5).astype(np.uint8) * 255)
+    with pytest.raises(NoDigitError):
+        prepare_digit(noise)

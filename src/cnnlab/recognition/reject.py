@@ -84,18 +84,21 @@ def digit_groups(boxes: list, chosen: list[int]) -> list:
     return attach_fragments(merge_broken_strokes(pieces))
 
 
-def check_mark(mask: np.ndarray, labels: np.ndarray, chosen: list[int], single: bool = True) -> None:
+def check_mark(mask: np.ndarray, labels: np.ndarray, chosen: list[int], single: bool = True,
+               frame_pixels: float | None = None) -> None:
     """Raise :class:`NotADigitError` when the chosen mark is not shaped like one digit.
 
     ``mask`` (h, w) is the chosen mark, ``labels`` the labelled ink of the whole picture and ``chosen``
     the labels that make up the mark. With ``single=False`` (number mode) several digits are fine.
+    ``frame_pixels``: the whole picture's area at this scale, when ``labels`` covers only a cut of it
+    (default: ``labels.size``).
     """
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     # Noise makes many pieces as big as the "mark" it picked; a grid's leftover crossings are specks.
     mark_size = int(sizes[chosen].sum())
     rivals = int((sizes >= RIVAL_FRACTION * sizes[chosen].max()).sum())
-    coverage = float((labels > 0).mean())
+    coverage = float((labels > 0).sum()) / (frame_pixels or labels.size)
     if coverage > NOISE_COVERAGE or rivals > NOISE_PIECES:
         raise NotADigitError(f"not a digit: {rivals} pieces of ink as big as the largest cover {coverage:.0%} of "
                              "the picture, which looks like noise or a texture; expected one written digit on a "
