@@ -60,3 +60,10 @@ def test_predict_reports_each_bad_picture_and_goes_on(tmp_path, capsys):
     assert "could not be read as one" in results[1]["error"] and "1 of 3 pictures" in captured.err
     assert main(["predict", str(fake)]) == 2  # a single bad picture: one line that names it
     assert f"{fake}:" in capsys.readouterr().err
+
+
+def test_percentages_never_round_up_to_certainty():
+    from cnnlab.recognition.serve.cli import percent
+
+    assert percent(0.99996, 2) == ">99.99%" and percent(0.9996, 1) == ">99.9%" and percent(0.996, 0) == ">99%"
+    assert percent(1.0, 2) == "100.00%" and percent(0.5, 1) == "50.0%" and percent(0.0, 2) == "0.00%"

@@ -19,6 +19,14 @@ MODEL_HELP = ("model file (.safetensors), or a bundled model: digits (LeNet-5 on
               "fashion (vgg-mini on Fashion-MNIST)")
 
 
+
+def percent(p: float, decimals: int) -> str:
+    """``p`` as a percentage that never rounds up to a certainty it does not have: 0.99996 -> ">99.99%"."""
+    text = f"{p:.{decimals}%}"
+    if p < 1.0 and text.startswith("100"):
+        return f">{100 - 10 ** -decimals:.{decimals}f}%"
+    return text
+
 def _load(model_path):
     """A model file, a bundled model by name (``digits``, ``fashion``), or the default bundled one."""
     from ...engine.errors import ModelFileError
@@ -54,7 +62,7 @@ def _show(picture, result: dict, out: Path) -> None:
         caption = f"number {result['number']}"
     else:
         best = result["top_k"][0]
-        caption = f"answer: {best['label']} ({best['probability']:.1%})"
+        caption = f"answer: {best['label']} ({percent(best['probability'], 1)})"
     buffer = io.BytesIO()
     stage_strip(stages, caption).save(buffer, format="PNG")
     write_bytes(out, buffer.getvalue())
@@ -142,12 +150,12 @@ def _print_result(result: dict, number: bool, names: list[str] | None = None) ->
         click.echo(f"  {result['message']}")
         return
     if number:
-        confidences = " ".join(f"{d['label']}:{d['probability']:.0%}" for d in result["digits"])
+        confidences = " ".join(f"{d['label']}:{percent(d['probability'], 0)}" for d in result["digits"])
         click.echo(f"  number {result['number']}   ({confidences})")
         return
     for entry in result["top_k"]:
         bar = "#" * round(entry["probability"] * 30)
-        click.echo(f"  {entry.get('name', name(entry['label']))}  {entry['probability']:7.2%}  {bar}")
+        click.echo(f"  {entry.get('name', name(entry['label']))}  {percent(entry['probability'], 2):>7}  {bar}")
     click.echo(f"  answer: {result.get('class_name', name(result['prediction']))}")
 
 

@@ -235,14 +235,21 @@ function buildBars() {
   }
 }
 
+// A percentage that never rounds up to a certainty the network does not have: 0.99996 -> ">99.9%".
+function percent(p, decimals) {
+  const text = (p * 100).toFixed(decimals);
+  if (p < 1 && Number(text) >= 100) return `>${(100 - 10 ** -decimals).toFixed(decimals)}%`;
+  return `${text}%`;
+}
+
 function showBars(probabilities, prediction) {
   for (let digit = 0; digit < 10; digit++) {
     const row = $(`bar-${digit}`);
     const p = probabilities ? probabilities[digit] : 0;
     row.querySelector(".bar-fill").style.width = `${(p * 100).toFixed(1)}%`;
-    row.querySelector(".pct").textContent = probabilities ? `${(p * 100).toFixed(1)}%` : "–";
+    row.querySelector(".pct").textContent = probabilities ? percent(p, 1) : "–";
     row.classList.toggle("top", digit === prediction);
-    row.setAttribute("aria-label", `${digit}: ${probabilities ? (p * 100).toFixed(1) + "%" : "no answer"}`);
+    row.setAttribute("aria-label", `${digit}: ${probabilities ? percent(p, 1) : "no answer"}`);
   }
 }
 
@@ -278,7 +285,7 @@ function showResult(result) {
   if (has) {
     prediction.textContent = String(result.prediction);
     prediction.classList.remove("empty");
-    $("confidence").textContent = `${(result.top_k[0].probability * 100).toFixed(1)}% sure`;
+    $("confidence").textContent = `${percent(result.top_k[0].probability, 1)} sure`;
     setMessage("");
   } else {
     // Never a digit: an empty answer box, and the reason in words.
@@ -312,8 +319,8 @@ function showNumber(result) {
   for (const d of result.digits || []) {
     const chip = document.createElement("div");
     chip.className = "digit-chip";
-    chip.title = `${d.label}: ${(d.probability * 100).toFixed(1)}%`;
-    chip.innerHTML = `<img alt="digit ${d.label} as the network sees it"><b>${d.label}</b><span>${(d.probability * 100).toFixed(0)}%</span>`;
+    chip.title = `${d.label}: ${percent(d.probability, 1)}`;
+    chip.innerHTML = `<img alt="digit ${d.label} as the network sees it"><b>${d.label}</b><span>${percent(d.probability, 0)}</span>`;
     chip.querySelector("img").src = d.processed;
     digits.appendChild(chip);
   }
