@@ -50,6 +50,33 @@ def uci_pictures() -> tuple[list[Image.Image], np.ndarray]:
     return pictures, digits.target
 
 
+#: Marks that the bundled model's "not a digit" class never saw in training (cnnlab.synthetic.non_digits
+#: trains on other fonts' capital and small letters, and on scribbles): symbols, and small letters it left
+#: out, drawn in Pillow's font (Aileron) and photographed like the test letters. How far the class reaches.
+UNSEEN = {"symbol": "#@&?$€§¶ΩλπΣ%*", "small-letter": "aehtuy"}
+
+
+def unseen_mark_photos(per_mark: int) -> dict[str, list[bytes]]:
+    """``per_mark`` photos of each of :data:`UNSEEN`'s marks, by kind; photo ``k`` of mark ``i`` of a kind
+    uses seed ``1000 + 10 i + k``."""
+    from PIL import ImageDraw, ImageFont
+
+    from cnnlab.synthetic import photos
+
+    def photo(char: str, seed: int) -> bytes:
+        rng = np.random.default_rng(seed)
+        paper, ink = str(rng.choice(photos.PAPERS)), str(rng.choice(["blue", "black", "pencil"]))
+        canvas = Image.new("L", (240, 240), 0)
+        ImageDraw.Draw(canvas).text((120, 120), char, fill=255, anchor="mm", font=ImageFont.load_default(size=170))
+        height = photos.digit_height(rng)
+        alpha = photos.pen_alpha(np.asarray(canvas, np.float32) / 255.0, height, photos.random_pen(rng, height, ink),
+                                 True)
+        return photos.photograph([(alpha, photos.place(alpha, rng))], rng, paper, ink)
+
+    return {kind: [photo(char, 1000 + 10 * i + k) for i, char in enumerate(chars) for k in range(per_mark)]
+            for kind, chars in UNSEEN.items()}
+
+
 def score(recognizer, pictures, labels) -> dict:
     """Right / rejected / wrong counts and the median time per picture (ms)."""
     right = rejected = 0
@@ -113,6 +140,8 @@ def main(argv=None) -> int:
     parser.add_argument("--drawings", type=int, default=1000, help="canvas drawings of MNIST test digits")
     parser.add_argument("--mnist", type=int, default=10_000, help="MNIST test digits (0: skip)")
     parser.add_argument("--uci", action="store_true", help="also score the 1,797 UCI 8x8 digits")
+    parser.add_argument("--unseen", type=int, default=0,
+                        help="photos per mark of symbols and small letters never trained on as 'not a digit'")
     parser.add_argument("--model", help="model file; default: the bundled one")
     parser.add_argument("--timing", action="store_true",
                         help="also time one picture: a 12-megapixel JPEG photo and a 280x280 canvas PNG")
@@ -144,6 +173,8 @@ def main(argv=None) -> int:
         for kind in photos.NON_DIGIT_KINDS:
             chosen = [p for p in rendered if p.category == kind]
             report(f"not-a-digit-{kind}", [p.jpeg for p in chosen], [None] * len(chosen))
+    for kind, pictures in unseen_mark_photos(args.unseen).items() if args.unseen else ():
+        report(f"unseen-{kind}", pictures, [None] * len(pictures))
     if args.mnist:
         report("mnist-test", [Image.fromarray(d) for d in images[: args.mnist]], list(labels[: args.mnist]))
     if args.uci:
