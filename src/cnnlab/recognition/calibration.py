@@ -114,6 +114,11 @@ def split_off(probabilities: np.ndarray, reject: int | None) -> tuple[np.ndarray
     return digits / np.clip(digits.sum(axis=1, keepdims=True), 1e-30, None), p[:, reject]
 
 
+def share(p: float) -> str:
+    """A probability as a whole percentage that never rounds up to certainty: 0.998 -> ">99%"."""
+    return ">99%" if 0.995 <= p < 1.0 else f"{p:.0%}"
+
+
 def judge(probabilities: np.ndarray, calibration: Calibration,
           reject: int | None = None) -> tuple[np.ndarray, str | None, float]:
     """One picture's ``(K,)`` probabilities -> (calibrated digit probabilities, message or ``None``, the
@@ -127,7 +132,7 @@ def judge(probabilities: np.ndarray, calibration: Calibration,
     scaled, not_a_digit = (a[0] for a in split_off(calibration.scale(np.asarray(probabilities)[None]), reject))
     not_a_digit = float(not_a_digit)
     if not_a_digit > calibration.max_not_a_digit:
-        return scaled, (f"not a digit: the network sees no digit here ({not_a_digit:.0%} 'not a digit', above the "
+        return scaled, (f"not a digit: the network sees no digit here ({share(not_a_digit)} 'not a digit', above the "
                         f"{calibration.max_not_a_digit:.0%} that nearly no real digit reaches); expected one "
                         "handwritten digit"), not_a_digit
     top = float(scaled.max())
