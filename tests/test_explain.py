@@ -120,4 +120,4 @@ def test_show_saliency_draws_the_bundled_model_on_an_example(tmp_path):
     with Image.open(out) as picture:
         assert picture.size[0] > 400 and picture.size[1] > 300  # two rows of four panels
     bad = CliRunner().invoke(show, ["saliency", seven, "-o", str(tmp_path / "x.png"), "--class", "12"])
-    assert bad.exit_code != 0 and "--class must be between 0 and 9" in str(bad.exception or bad.output)
+    assert bad.exit_code != 0 and "--class must be between 0 and 10" in str(bad.exception or bad.output)  # 11 classes: "not a digit" too

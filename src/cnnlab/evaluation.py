@@ -204,6 +204,10 @@ def evaluate_model(model, x, labels, class_names=(), batch_size: int = 256, loss
     preds = [p for _, p in results]
     predictions = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     mean_loss = total_loss / len(x) if loss is not None and len(x) else None
+    own_names = list((getattr(model, "info", None) or {}).get("class_names") or [])
+    if class_names is not None and len(class_names) < num_classes and len(own_names) == num_classes:
+        # a model with more answers than the data has classes (a digit model's "not a digit"): its own names
+        class_names = own_names
     return evaluate_predictions(labels, predictions, num_classes, class_names, mean_loss)
 
 

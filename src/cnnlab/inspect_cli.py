@@ -163,7 +163,8 @@ def _model(model_path):
 def show_filters(model, out, max_filters):
     """Draw the kernels of MODEL's first convolution as a grid.
 
-    MODEL is a model file or a run folder; without it, the bundled LeNet-5.
+    MODEL is a model file, a run folder or a bundled model's name (digits, lenet5, fashion);
+    without it, the bundled digit model.
     """
     from .plots import figure_format, save_figure
     from .visualize import filters_figure, first_conv_weights
@@ -186,7 +187,7 @@ def show_activations(paths, out, max_maps):
     """Draw the feature maps every convolution block of MODEL produces for the picture IMAGE.
 
     The picture is prepared as for prediction (cropped, centred, 28x28, light on dark). MODEL is a model
-    file or a run folder; without it, the bundled LeNet-5.
+    file, a run folder or a bundled model's name; without it, the bundled digit model.
     """
     from .plots import figure_format, save_figure
     from .visualize import feature_maps_figure
@@ -216,7 +217,8 @@ def show_saliency(paths, out, chosen, samples):
     """Why MODEL answered what it did for IMAGE: saliency, SmoothGrad and Grad-CAM, from its own backward pass.
 
     One row for the predicted class, and one for --class when given. The picture is prepared as for
-    prediction. MODEL is a model file or a run folder; without it, the bundled LeNet-5.
+    prediction. MODEL is a model file, a run folder or a bundled model's name (digits, lenet5, fashion);
+    without it, the bundled digit model.
     """
     from .engine.errors import ConfigError
     from .explain import grad_cam, saliency, smoothgrad

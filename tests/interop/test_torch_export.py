@@ -119,7 +119,7 @@ def test_import_never_unpickles_code_and_rejects_what_is_not_a_state_dict(tmp_pa
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     (tmp_path / "text.pt").write_text("not a torch file")
     exported = tmp_path / "lenet.pt"
-    assert main(["export", "--format", "torch", "-o", str(exported)]) == 0  # the bundled LeNet-5
+    assert main(["export", "lenet5", "--format", "torch", "-o", str(exported)]) == 0  # the bundled LeNet-5
     cases = [
         (["object.pt", "--arch", "lenet5"], "NotATensor"),
         (["tensor.pt", "--arch", "lenet5"], "not a state dict"),

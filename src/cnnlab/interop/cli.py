@@ -54,7 +54,8 @@ def _refuse_overwriting(out: str, *sources: str | None) -> None:
 def export(model, fmt, out):
     """Write MODEL as an ONNX file or a PyTorch .pt file.
 
-    MODEL is a model file or a run folder; without it, the bundled LeNet-5. The preprocessing the model
+    MODEL is a model file, a run folder or a bundled model's name (digits, lenet5, fashion);
+    without it, the bundled digit model. The preprocessing the model
     expects (scale, mean, std, polarity, size) and its class names go into the file's metadata.
     """
     from ..training.cli import _model_and_folder

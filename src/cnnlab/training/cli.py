@@ -147,15 +147,19 @@ def _resume_changes(options: dict):
 
 
 def _model_and_folder(model_path: str | None):
-    """(model, folder that receives the figures by default, label) for MODEL: a file, a run folder, or none.
+    """(model, folder that receives the figures by default, label) for MODEL: a file, a run folder, the name
+    of a bundled model (``digits``, ``lenet5``, ``fashion``), or none (the bundled digit model).
 
     The folder is None when MODEL is not in a run folder: figures are then written only where ``--out`` says.
     """
-    from ..io import bundled_model_path, load_bundled_model, load_model
+    from ..io import BUNDLED_MODELS, bundled_model_path, load_bundled_model, load_model
 
     if model_path is None:
         return load_bundled_model(), None, f"bundled model ({bundled_model_path().name})"
     path = Path(model_path)
+    if str(model_path) in BUNDLED_MODELS and not path.exists():
+        return (load_bundled_model(str(model_path)), None,
+                f"bundled model {model_path} ({bundled_model_path(str(model_path)).name})")
     if path.is_dir():
         if not (path / "model.safetensors").is_file():
             raise ConfigError(f"{path} is a folder without model.safetensors; give a model file or a run folder")
@@ -181,7 +185,8 @@ def _model_and_folder(model_path: str | None):
 def evaluate(model, dataset, split, data_dir, as_json, out, plots, max_images, batch_size):
     """Accuracy, per-class accuracy, confusion matrix and a gallery of mistakes of MODEL.
 
-    MODEL is a model file or a run folder; without it, the bundled LeNet-5 is evaluated.
+    MODEL is a model file, a run folder or a bundled model's name (digits, lenet5, fashion);
+    without it, the bundled digit model is evaluated.
     """
     from ..data.loading import load_dataset
     from .loop import evaluate as evaluate_dataset
