@@ -290,6 +290,28 @@ def test_bundled_model_is_the_default():
     assert body["feature_maps"] and all(m["channels"] for m in body["feature_maps"])
 
 
+def test_the_bundled_model_answers_not_a_digit_and_runs_on_one_blas_thread(monkeypatch):
+    """A letter gets ``prediction: null`` from the model's "not a digit" class, the ten digits' probabilities
+    stay ten, and the network runs with BLAS on one thread (small products; threads would wait on a busy core)."""
+    from PIL import ImageFont
+
+    from cnnlab.engine.ops import conv_kernels
+    from cnnlab.io import load_bundled_model
+    from cnnlab.recognition.serve.recognize import Recognizer
+
+    recognizer = Recognizer(load_bundled_model())
+    seen = []
+    forward = recognizer.model.predict_proba
+    monkeypatch.setattr(recognizer.model, "predict_proba", lambda x: seen.append(conv_kernels.BLAS_THREADS) or forward(x))
+    letter = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(letter).text((140, 140), "K", fill=255, anchor="mm", font=ImageFont.load_default(size=200))
+    refused = recognizer.recognize(letter)
+    assert refused["prediction"] is None and "not a digit" in refused["message"], refused
+    answer = recognizer.recognize(png(draw_digits([7])))
+    assert answer["prediction"] == 7 and len(answer["probabilities"]) == 10 and 0 <= answer["not_a_digit"] < 0.2
+    assert seen == [1, 1] and conv_kernels.BLAS_THREADS is None  # limited while the model ran, restored after
+
+
 # -- the `predict` command (cnnlab.recognition.serve.cli, registered by cnnlab.cli) ---------------------------------
 @pytest.fixture
 def run_predict(monkeypatch, model):
