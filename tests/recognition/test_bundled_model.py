@@ -63,7 +63,7 @@ def test_predict_reports_each_bad_picture_and_goes_on(tmp_path, capsys):
 
 
 def test_percentages_never_round_up_to_certainty():
-    from cnnlab.recognition.serve.cli import percent
+    from cnnlab.recognition.calibration import percent
 
     assert percent(0.99996, 2) == ">99.99%" and percent(0.9996, 1) == ">99.9%" and percent(0.996, 0) == ">99%"
     assert percent(1.0, 2) == "100.00%" and percent(0.5, 1) == "50.0%" and percent(0.0, 2) == "0.00%"

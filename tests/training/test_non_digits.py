@@ -10,7 +10,7 @@ from cnnlab.recognition.reject import count_loops
 from cnnlab.synthetic import non_digits
 from cnnlab.synthetic.non_digits import NOT_A_DIGIT, TRAIN_LETTERS, non_digit_images
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.recipes import load_data
+from cnnlab.training.recipes import load_data, with_non_digits
 
 
 def test_marks_are_mnist_style_pictures_and_follow_the_seed():
@@ -46,10 +46,9 @@ def test_non_digits_need_a_digit_dataset_and_a_count():
     with pytest.raises(ConfigError, match="non_digits must be a count"):
         TrainConfig(non_digits=-1)
     config = TrainConfig(dataset="fashion-mnist", non_digits=10)
+
+    class Clothes:  # the split's own contents do not matter: the dataset's name is refused first
+        sample_shape = (1, 28, 28)
+
     with pytest.raises(ConfigError, match="digit dataset"):
-        from cnnlab.training.recipes import with_non_digits
-
-        class Fake:
-            sample_shape = (1, 28, 28)
-
-        with_non_digits(config, Fake(), None)
+        with_non_digits(config, Clothes(), None)

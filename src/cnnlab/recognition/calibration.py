@@ -114,9 +114,12 @@ def split_off(probabilities: np.ndarray, reject: int | None) -> tuple[np.ndarray
     return digits / np.clip(digits.sum(axis=1, keepdims=True), 1e-30, None), p[:, reject]
 
 
-def share(p: float) -> str:
-    """A probability as a whole percentage that never rounds up to certainty: 0.998 -> ">99%"."""
-    return ">99%" if 0.995 <= p < 1.0 else f"{p:.0%}"
+def percent(p: float, decimals: int = 0) -> str:
+    """``p`` as a percentage that never rounds up to a certainty it does not have: 0.99996 -> ">99.99%"."""
+    text = f"{p:.{decimals}%}"
+    if p < 1.0 and text.startswith("100"):
+        return f">{100 - 10 ** -decimals:.{decimals}f}%"
+    return text
 
 
 def judge(probabilities: np.ndarray, calibration: Calibration,
@@ -132,7 +135,7 @@ def judge(probabilities: np.ndarray, calibration: Calibration,
     scaled, not_a_digit = (a[0] for a in split_off(calibration.scale(np.asarray(probabilities)[None]), reject))
     not_a_digit = float(not_a_digit)
     if not_a_digit > calibration.max_not_a_digit:
-        return scaled, (f"not a digit: the network sees no digit here ({share(not_a_digit)} 'not a digit', above the "
+        return scaled, (f"not a digit: the network sees no digit here ({percent(not_a_digit)} 'not a digit', above the "
                         f"{calibration.max_not_a_digit:.0%} that nearly no real digit reaches); expected one "
                         "handwritten digit"), not_a_digit
     top = float(scaled.max())

@@ -33,11 +33,10 @@ LINE_MIN_TILT = 50.0  # ... at least this many degrees from vertical (MNIST has 
 MAX_LOOPS = 3  # closed loops bigger than a pinhole: an "8" has 2, a sloppy "8" 3
 MIN_LOOP_FRACTION = 0.004  # a loop smaller than this share of the mark's box is a pinhole in the ink
 SEVERAL_HEIGHT = 0.55  # a second group at least this tall (relative) beside the first: several digits
-WIDE_MARK = 2.0  # one mark wider than 2x its height: digits written touching each other (5 of MNIST's 60,000 training digits are that wide)
-
-
+WIDE_MARK = 2.0  # one mark wider than 2x its height: touching digits (5 of MNIST's 60,000 training digits are)
 #: The class name of a model's "not a digit" answer (``cnnlab train --non-digits``).
 NOT_A_DIGIT = "not a digit"
+
 
 class NotADigitError(NoDigitError):
     """The picture holds a mark, but not one digit (noise, a line, a scribble, several digits, ...)."""

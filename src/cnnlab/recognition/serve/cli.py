@@ -15,20 +15,14 @@ from pathlib import Path
 
 import click
 
-MODEL_HELP = ("model file (.safetensors), or a bundled model: digits (LeNet-5 on MNIST, the default) or "
-              "fashion (vgg-mini on Fashion-MNIST)")
+from ..calibration import percent
 
+MODEL_HELP = ("model file (.safetensors), or a bundled model: digits (cnn-bn on MNIST with a 'not a digit' "
+              "class, the default), lenet5 (the course's LeNet-5) or fashion (vgg-mini on Fashion-MNIST)")
 
-
-def percent(p: float, decimals: int) -> str:
-    """``p`` as a percentage that never rounds up to a certainty it does not have: 0.99996 -> ">99.99%"."""
-    text = f"{p:.{decimals}%}"
-    if p < 1.0 and text.startswith("100"):
-        return f">{100 - 10 ** -decimals:.{decimals}f}%"
-    return text
 
 def _load(model_path):
-    """A model file, a bundled model by name (``digits``, ``fashion``), or the default bundled one."""
+    """A model file, a bundled model by name (``digits``, ``lenet5``, ``fashion``), or the default bundled one."""
     from ...engine.errors import ModelFileError
     from ...io import BUNDLED_MODELS, load_bundled_model, load_model
 
