@@ -68,7 +68,7 @@ def main(argv=None) -> int:
 
     from cnnlab.data import load_dataset, train_val_split
     from cnnlab.io import load_bundled_model, load_model
-    from cnnlab.recognition.preprocess import NoDigitError, prepare_digit
+    from cnnlab.recognition.preprocess import NoDigitError, prepare_digit, thins_strokes
     from cnnlab.recognition.calibration import (Calibration, bundled_calibration_path, not_a_digit_class,
                                                 split_off, weights_fingerprint)
     from cnnlab.recognition.serve.recognize import model_inputs
@@ -78,12 +78,13 @@ def main(argv=None) -> int:
     config = ((getattr(model, "info", None) or {}).get("extra") or {}).get("config") or {}
     val_count, seed = config.get("val_split") or 5000, config.get("seed", 0)
     reject_class = not_a_digit_class(model)
+    thin = thins_strokes((getattr(model, "info", None) or {}).get("preprocessing"))  # as the recognizer does
     _, val = train_val_split(load_dataset("mnist", "train", args.data_dir, download=False, progress=False),
                              val_count, seed=seed)
     digits, labels, shape_rejected = [], [], 0
     for image, label in zip(val.images[:, 0], val.labels):
         try:
-            digits.append(prepare_digit(Image.fromarray(image)))
+            digits.append(prepare_digit(Image.fromarray(image), thin_fat_strokes=thin))
             labels.append(int(label))
         except NoDigitError:
             shape_rejected += 1

@@ -265,3 +265,20 @@ def test_a_fat_digit_on_a_canvas_is_not_taken_for_noise():
     noise = Image.fromarray((np.random.default_rng(0).random((280, 280)) > 0.5).astype(np.uint8) * 255)
     with pytest.raises(NoDigitError):
         prepare_digit(noise)
+
+
+def test_fat_strokes_are_narrowed_unless_the_model_was_trained_on_them():
+    from cnnlab.recognition.preprocess import thins_strokes
+    from cnnlab.training.recipes import preprocessing_for
+
+    fat = draw_seven(size=(60, 60), box=(8, 6, 52, 54), width=14)  # a felt pen written small
+    narrowed, kept = prepare_digit(fat), prepare_digit(fat, thin_fat_strokes=False)
+    assert_mnist_like(narrowed) and assert_mnist_like(kept)
+    assert (kept > 0.5).sum() > 1.1 * (narrowed > 0.5).sum()  # 157 against 133 pixels
+    # a hairline is widened either way (no network has seen those)
+    thin = draw_seven(size=(3000, 2000), box=(800, 300, 2000, 1800), width=6)
+    np.testing.assert_array_equal(prepare_digit(thin), prepare_digit(thin, thin_fat_strokes=False))
+    # who decides: the model's stored preprocessing, written by training
+    assert thins_strokes(None) and thins_strokes(preprocessing_for("mnist", (1, 28, 28)))
+    assert not thins_strokes(preprocessing_for("mnist", (1, 28, 28), fat_strokes_seen=True))
+    assert "thin_strokes" not in preprocessing_for("cifar10", (3, 32, 32), fat_strokes_seen=True)  # no digit pipeline

@@ -226,17 +226,18 @@ def test_predict_show_and_json_on_photos(tmp_path, capsys):
 
 
 def test_uci_8x8_scans(recognizer):
-    """Other writers' scans: scikit-learn's 1,797 UCI digits (8x8, 0..16), enlarged 4x. The issue asks
-    for 97%; the bundled LeNet-5 reaches 96.05% (its "1"s with a flag and base read as 4 or 7), so this
-    guards against going back below today's level rather than claiming the target."""
+    """Other writers' scans: scikit-learn's 1,797 UCI digits (8x8, 0..16), enlarged 4x; the issue asks
+    for 97%. The bundled cnn-bn reads 97.22% of them (its fat strokes left fat, as it was trained on
+    them: 96.38% when they are narrowed), refusing 0.33%."""
     from sklearn.datasets import load_digits
 
+    assert not recognizer.thin_fat_strokes  # the bundled model says so in its preprocessing
     digits = load_digits()
     right = 0
     for image, label in zip(digits.images, digits.target):
         picture = Image.fromarray((image * (255 / 16)).astype(np.uint8)).resize((32, 32), Image.Resampling.BICUBIC)
         right += recognizer.recognize(picture)["prediction"] == label
-    assert right / len(digits.target) >= 0.955, right
+    assert right / len(digits.target) >= 0.97, right
 
 
 # -- canvas drawings ------------------------------------------------------------------------------------------

@@ -59,9 +59,19 @@ def test_run_folder_holds_every_file_and_the_model_loads(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
     info = read_model_info(run.model)
     assert info["preprocessing"]["scale"] == pytest.approx(1 / 255) and info["class_names"][3] == "3"
+    assert "thin_strokes" not in info["preprocessing"]  # trained on MNIST's strokes: fat ones get narrowed
     best = read_model_info(run.best)["extra"]
     assert best["epoch"] == history.best["epoch"] and best["val_accuracy"] == history.best["val_accuracy"]
     assert run.curves.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_model_trained_with_thickness_augmentation_keeps_fat_strokes(tmp_path):
+    from cnnlab.recognition.preprocess import thins_strokes
+
+    config = TrainConfig(**{**SMALL, "epochs": 1}, augment=True, augment_options={"thickness": 0.5},
+                         out=str(tmp_path))
+    run, _, _ = train_run(config, echo=quiet)
+    assert not thins_strokes(read_model_info(run.model)["preprocessing"])
 
 
 def test_standardize_stores_the_training_split_statistics_and_evaluation_uses_them(tmp_path):

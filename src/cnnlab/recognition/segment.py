@@ -112,8 +112,9 @@ def split_touching(labels: np.ndarray, piece: Piece, reference_height: float, ma
     return parts
 
 
-def segment_number(image) -> list[DigitCrop]:
-    """A picture of a written number -> its digits, left to right, each as an MNIST-like ``(28, 28)``.
+def segment_number(image, thin_fat_strokes: bool = True) -> list[DigitCrop]:
+    """A picture of a written number -> its digits, left to right, each as an MNIST-like ``(28, 28)``
+    (``thin_fat_strokes``: see :func:`cnnlab.recognition.preprocess.thins_strokes`).
 
     Raises :class:`~cnnlab.recognition.preprocess.NoDigitError` on a blank picture.
     """
@@ -134,13 +135,14 @@ def segment_number(image) -> list[DigitCrop]:
         region = ink * grow_by_one(own)
         region[:, : piece.x0] = 0
         region[:, piece.x1 :] = 0
-        digits.append(DigitCrop(digit_from_ink(region), (piece.x0, piece.y0, piece.x1, piece.y1)))
+        digits.append(DigitCrop(digit_from_ink(region, thin_fat_strokes=thin_fat_strokes),
+                                (piece.x0, piece.y0, piece.x1, piece.y1)))
     return digits
 
 
-def read_number(model, image) -> NumberReading:
+def read_number(model, image, thin_fat_strokes: bool = True) -> NumberReading:
     """Segment ``image`` and classify every digit with ``model.predict_proba`` (one batch)."""
-    crops = segment_number(image)
+    crops = segment_number(image, thin_fat_strokes)
     probabilities = np.asarray(model.predict_proba(as_batch([c.image for c in crops])))
     readings = [
         DigitReading(int(p.argmax()), float(p.max()), crop.box, p, crop.image)

@@ -95,12 +95,16 @@ def check_folder_test_split(path: str) -> None:
                           f"{', '.join(train) or 'none'}, test/ has {', '.join(test) or 'none'}")
 
 
-def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) -> dict:
+def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None,
+                      fat_strokes_seen: bool = False) -> dict:
     """The preprocessing description stored in the model file (what ``predict`` must do to a picture).
 
     Pixels are scaled to [0, 1]. With ``standardize_with`` (the uint8 training images ``(N, C, H, W)``)
     each channel is also shifted and scaled to mean 0 and standard deviation 1 over those images —
-    measured on the training split only, so the validation and test sets stay unseen.
+    measured on the training split only, so the validation and test sets stay unseen. A digit model
+    trained with stroke-thickness augmentation (``fat_strokes_seen``) gets ``"thin_strokes": false``:
+    the digit pipeline then leaves fat strokes as they are
+    (:func:`cnnlab.recognition.preprocess.thins_strokes`).
     """
     from ..data.normalize import MNIST_PREPROCESSING
 
@@ -114,6 +118,8 @@ def preprocessing_for(dataset_name: str, sample_shape, standardize_with=None) ->
         # Colour pictures (CIFAR-10, folders of photos) are read whole; gray folders keep the digit
         # pipeline, which is what they are mostly made of (a folder of handwritten characters).
         pre["pipeline"] = "resize" if c == 3 else "digit"
+    if fat_strokes_seen and pre["pipeline"] == "digit":
+        pre["thin_strokes"] = False
     if standardize_with is not None:  # statistics of pixels ÷ 255, the scale above
         from ..data import channel_stats
 

@@ -263,7 +263,8 @@ def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack, ste
                       **({"changes": changes} if changes else {})})
     echo(f"run folder: {run.path}")
     preprocessing = preprocessing_for(config.dataset, train.sample_shape,
-                                      standardize_with=train.images if config.standardize else None)
+                                      standardize_with=train.images if config.standardize else None,
+                                      fat_strokes_seen=bool(augment and augment.thickness))
     recorder = RunRecorder(run, class_names, preprocessing,
                            {"run": run.path.name, "dataset": config.dataset, "config": config.to_dict()}, echo)
     start = time.perf_counter()

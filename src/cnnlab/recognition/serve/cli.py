@@ -36,7 +36,7 @@ def _load(model_path):
     return load_model(model_path)
 
 
-def _show(picture, result: dict, out: Path) -> None:
+def _show(picture, result: dict, out: Path, thin_fat_strokes: bool = True) -> None:
     """Save the strip of preprocessing stages (original -> flattened -> ink mask -> chosen mark ->
     20x20 -> 28x28) with the answer, or the reason for none, underneath (see :mod:`cnnlab.recognition.stages`)."""
     import io
@@ -47,7 +47,7 @@ def _show(picture, result: dict, out: Path) -> None:
 
     stages: dict = {}
     try:
-        prepare_digit(picture, single="number" not in result, stages=stages)
+        prepare_digit(picture, single="number" not in result, stages=stages, thin_fat_strokes=thin_fat_strokes)
     except NoDigitError:
         pass  # the stages reached so far are drawn; the message says why it stopped
     if result["prediction"] is None:
@@ -111,7 +111,7 @@ def predict(images, example, model_path, k, number, as_json, show):
                 click.echo(f"{path}:\n  error: {exc}")
             continue
         if show:
-            _show(path, result, show)
+            _show(path, result, show, recognizer.thin_fat_strokes)
         result = {"file": str(path), **{key: v for key, v in result.items() if key != "processed"}}
         for digit in result.get("digits", []):
             digit.pop("processed", None)

@@ -20,7 +20,7 @@ from ...engine.errors import ConfigError
 from ...threads import one_blas_thread
 from ..paper import WORK_SIDE
 from ..picture import prepare_resized, uses_resize
-from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, to_png_bytes
+from ..preprocess import NoDigitError, as_batch, load_image, prepare_digit, thins_strokes, to_png_bytes
 from ..calibration import calibration_for, judge, not_a_digit_class, split_off
 from ..segment import read_number
 from .decode import decode_picture
@@ -107,6 +107,7 @@ class Recognizer:
         self.preprocessing = info.get("preprocessing") or {}
         self.class_names = list(info.get("class_names") or [])
         self.whole_picture = uses_resize(self.preprocessing)  # clothes, photos: no digit pipeline
+        self.thin_fat_strokes = thins_strokes(self.preprocessing)  # fat strokes narrowed unless trained on them
 
     @contextlib.contextmanager
     def model_turn(self):
@@ -183,7 +184,7 @@ class Recognizer:
         else:
             picture = decode_picture(picture, mode="RGB")
         try:
-            digit = prepare_digit(picture, single=not number)
+            digit = prepare_digit(picture, single=not number, thin_fat_strokes=self.thin_fat_strokes)
             p, doubt, not_a_digit = judge(self.probabilities(digit[None])[0], self.calibration, self.reject_class)
             if doubt is not None and not number:
                 raise NoDigitError(doubt)
@@ -223,7 +224,7 @@ class Recognizer:
         class LockedModel:  # read_number calls predict_proba once, with every digit in one batch
             predict_proba = staticmethod(digit_probabilities)
 
-        reading = read_number(LockedModel(), picture)
+        reading = read_number(LockedModel(), picture, self.thin_fat_strokes)
         return {
             "number": reading.text,
             "digits": [
