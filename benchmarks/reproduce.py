@@ -135,6 +135,11 @@ ROWS = [
         {"main": dict(arch="course-cnn", loss="quadratic", optimizer="sgd", lr=0.4, batch_size=1, epochs=10,
                       val_split=0, train_subset=COURSE_IMAGES)},
         judge=course_judge),
+    Row("course-cnn-60k", "The same course CNN trained properly: all 60,000 training images, 10 epochs, "
+        "otherwise the same recipe (quadratic cost, SGD η = 0.4, batch 1)", "\"can reach up to 99.5%\"",
+        "≥ 99.5%",
+        {"main": dict(arch="course-cnn", loss="quadratic", optimizer="sgd", lr=0.4, batch_size=1, epochs=10,
+                      val_split=0)}, threshold=0.995),
     Row("fashion-lenet5", "Fashion-MNIST, `lenet5` with ReLU and max pooling, Adam lr 1e-3, batch 100, "
         "20 epochs, cosine schedule", "—", "≥ 90%",
         {"main": dict(ADAM, arch="lenet5", dataset="fashion-mnist", activation="relu", pooling="max",

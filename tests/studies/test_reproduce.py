@@ -44,7 +44,7 @@ def entry(parts_by_seed, scale=1.0, train_subset=None):
 
 def test_every_row_is_a_valid_config_and_the_issue_table_is_covered(repro):
     names = [row.name for row in repro.ROWS]
-    assert len(names) == len(set(names)) == 14
+    assert len(names) == len(set(names)) == 15
     for row in repro.ROWS:
         assert (row.threshold is None) != (row.judge is None), row.name
         for options in row.parts.values():
@@ -56,6 +56,8 @@ def test_every_row_is_a_valid_config_and_the_issue_table_is_covered(repro):
     assert {r.parts["main"]["dataset"] for r in repro.ROWS if r.name.startswith("fashion")} == {"fashion-mnist"}
     course = repro.ROWS_BY_NAME["course-scratch"].parts["main"]
     assert (course["batch_size"], course["lr"], course["train_subset"], course["val_split"]) == (1, 0.4, 100, 0)
+    trained_properly = repro.ROWS_BY_NAME["course-cnn-60k"].parts["main"]  # the same recipe on all 60,000
+    assert {k: v for k, v in course.items() if k != "train_subset"} == trained_properly
 
 
 def test_course_judge_reads_the_summed_error_curve(repro):
