@@ -98,6 +98,25 @@ def score(recognizer, pictures, labels) -> dict:
             "median_ms": 1000 * float(np.median(times)), "reasons": dict(messages.most_common(4))}
 
 
+def score_numbers(recognizer, rendered) -> dict:
+    """Number mode on photos of written numbers: whole numbers right, digits right (position by position,
+    over the true numbers' digits), no answer, and the median time per photo (ms)."""
+    right = digits_right = digits = unanswered = 0
+    times = []
+    for photo in rendered:
+        start = time.perf_counter()
+        answer = recognizer.recognize(photo.jpeg, number=True).get("number")
+        times.append(time.perf_counter() - start)
+        unanswered += answer is None
+        right += answer == photo.number
+        digits += len(photo.number)
+        if answer is not None and len(answer) == len(photo.number):  # a digit lost or added: none counted
+            digits_right += sum(a == b for a, b in zip(answer, photo.number))
+    n = len(rendered)
+    return {"n": n, "right": right, "accuracy": right / n, "digit_accuracy": digits_right / digits,
+            "unanswered": unanswered / n, "median_ms": 1000 * float(np.median(times))}
+
+
 def median_ms(fn, repeats: int = 30) -> float:
     fn()  # warm up (first-call imports and caches)
     times = []
@@ -143,6 +162,8 @@ def main(argv=None) -> int:
     parser.add_argument("--unseen", type=int, default=0,
                         help="photos per mark of symbols and small letters never trained on as 'not a digit'")
     parser.add_argument("--model", help="model file; default: the bundled one")
+    parser.add_argument("--numbers", type=int, default=0,
+                        help="photos of written numbers (2-4 digits) read in number mode")
     parser.add_argument("--timing", action="store_true",
                         help="also time one picture: a 12-megapixel JPEG photo and a 280x280 canvas PNG")
     parser.add_argument("--json", help="write the table as JSON here")
@@ -173,6 +194,12 @@ def main(argv=None) -> int:
         for kind in photos.NON_DIGIT_KINDS:
             chosen = [p for p in rendered if p.category == kind]
             report(f"not-a-digit-{kind}", [p.jpeg for p in chosen], [None] * len(chosen))
+    if args.numbers:
+        rendered = photos.number_photos(images, labels, args.numbers, seed=0)
+        table["number-photo"] = row = score_numbers(recognizer, rendered)
+        print(f"{'number-photo':<22} n={row['n']:<6} right {row['accuracy']:7.2%}  digits right "
+              f"{row['digit_accuracy']:7.2%}  no answer {row['unanswered']:6.2%}  median {row['median_ms']:6.1f} ms",
+              flush=True)
     for kind, pictures in unseen_mark_photos(args.unseen).items() if args.unseen else ():
         report(f"unseen-{kind}", pictures, [None] * len(pictures))
     if args.mnist:

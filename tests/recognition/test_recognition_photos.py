@@ -191,6 +191,22 @@ def test_photos_of_digits_are_read(mnist_test, recognizer, paper, least):
 
 
 @pytest.mark.data
+def test_photos_of_written_numbers_are_read_in_number_mode(mnist_test, recognizer):
+    """A number on squared, ruled or plain paper goes through the photo steps too (before, the
+    threshold saw the grid: "no digit found"); the digits along the line of writing are all kept."""
+    images, labels = mnist_test
+    rendered = photos.number_photos(images[:1000], labels[:1000], 20, seed=3)
+    answers = [recognizer.recognize(p.jpeg, number=True) for p in rendered]
+    right = sum(a["number"] == p.number for a, p in zip(answers, rendered))
+    assert right >= 17, ([a["number"] for a in answers], [p.number for p in rendered])  # 19 of 20 when written
+    # the boxes are in the photo's own pixels, not the working copy's
+    width, height = Image.open(io.BytesIO(rendered[0].jpeg)).size
+    boxes = [d["box"] for a in answers if a["number"] for d in a["digits"]]
+    assert all(0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height for x0, y0, x1, y1 in boxes)
+    assert max(x1 for _, _, x1, _ in boxes) > 512  # beyond the working copy's 384 x 512
+
+
+@pytest.mark.data
 def test_non_digit_photos_get_no_answer(mnist_test, recognizer):
     images, _ = mnist_test
     rendered = [p for p in photos.non_digit_photos(2, images, seed=7) if p.category != "letter"]

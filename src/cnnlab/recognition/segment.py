@@ -3,6 +3,8 @@
 The network reads one digit at a time, so a number ("504192") must first be cut into digits:
 
 1. **ink**: the same steps as :mod:`cnnlab.recognition.preprocess` (polarity, Otsu threshold, specks dropped);
+   a photo or scan of paper first goes through the photo steps of :mod:`cnnlab.recognition.paper`
+   (light flattened, rulings removed, the marks along the line of writing kept);
 2. **connected components** (``scipy.ndimage.label``, 8-connected): usually one per digit;
 3. **merge broken strokes**: a "5" whose top bar did not touch its body is two components stacked in
    the same columns; components that overlap strongly along x are one digit;
@@ -22,9 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .ink import clean_ink, grow_by_one, ink_mask, to_ink
+from .ink import NoDigitError, clean_ink, grow_by_one, ink_mask, to_ink
+from .paper import find_mark
 from .pieces import FRAGMENT_HEIGHT, MERGE_OVERLAP, Piece, _join, attach_fragments, merge_broken_strokes  # noqa: F401
-from .preprocess import as_batch, digit_from_ink, to_gray
+from .preprocess import as_batch, as_picture, digit_from_ink, to_gray
 
 MAX_ASPECT = 1.25  # a piece wider than 1.25x its height is taken for touching digits
 SPLIT_ZONE = (0.25, 0.75)  # where a cut may fall, as fractions of the piece's width
@@ -118,9 +121,7 @@ def segment_number(image, thin_fat_strokes: bool = True) -> list[DigitCrop]:
 
     Raises :class:`~cnnlab.recognition.preprocess.NoDigitError` on a blank picture.
     """
-    ink = to_ink(to_gray(image))
-    mask = ink_mask(ink)  # specks already dropped
-    ink = clean_ink(ink, mask)
+    ink, mask, scale = number_ink(image)
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     pieces = attach_fragments(merge_broken_strokes(find_components(labels, count)))
     reference_height = float(np.median([p.height for p in pieces]))
@@ -135,9 +136,27 @@ def segment_number(image, thin_fat_strokes: bool = True) -> list[DigitCrop]:
         region = ink * grow_by_one(own)
         region[:, : piece.x0] = 0
         region[:, piece.x1 :] = 0
-        digits.append(DigitCrop(digit_from_ink(region, thin_fat_strokes=thin_fat_strokes),
-                                (piece.x0, piece.y0, piece.x1, piece.y1)))
+        box = tuple(round(v * scale) for v in (piece.x0, piece.y0, piece.x1, piece.y1))
+        digits.append(DigitCrop(digit_from_ink(region, thin_fat_strokes=thin_fat_strokes), box))
     return digits
+
+
+def number_ink(image) -> tuple[np.ndarray, np.ndarray, float]:
+    """(clean ink ``(h, w)``, its mask, how many input pixels one of its pixels is) for a number.
+
+    A photo or scan of paper goes through :func:`cnnlab.recognition.paper.find_mark` (the threshold
+    of step 1 would see the lighting and the grid, not the pen), which works at a reduced size; a
+    drawing or a small picture keeps the simple path at its own size.
+    """
+    picture = as_picture(image)
+    sheet = find_mark(picture, single=False)
+    if sheet.photo:
+        if not sheet.chosen:
+            raise NoDigitError("no digit found: the picture is blank (no ink darker than the paper around it)")
+        return clean_ink(sheet.ink, sheet.mask), sheet.mask, picture.width / sheet.ink.shape[1]
+    ink = to_ink(to_gray(image))
+    mask = ink_mask(ink)  # specks already dropped
+    return clean_ink(ink, mask), mask, 1.0
 
 
 def read_number(model, image, thin_fat_strokes: bool = True) -> NumberReading:

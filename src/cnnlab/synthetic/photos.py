@@ -364,3 +364,26 @@ def non_digit_photos(count_per_kind: int, images: np.ndarray, seed: int = 0) -> 
             digits = images[rng.choice(len(images), size=int(rng.integers(2, 5)), replace=False)]
             photos.append(Photo(non_digit_photo(kind, photo_seed, digits), None, kind, photo_seed))
     return photos
+
+
+@dataclass(frozen=True)
+class NumberPhoto:
+    """A photo of a number written on paper: JPEG bytes and the digits it shows, as text ("4305")."""
+
+    jpeg: bytes
+    number: str
+    seed: int
+
+
+def number_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int = 0) -> list[NumberPhoto]:
+    """``count`` photos of numbers of 2-4 MNIST digits (``images`` ``(n, 28, 28)`` uint8, ``labels``
+    ``(n,)``), written side by side on paper of any kind (the "several digits" photos of
+    :func:`non_digit_photo`, with the number they show). Photo ``k`` uses seed ``seed * 100_000 + 50_000 + k``."""
+    photos = []
+    for k in range(count):
+        photo_seed = seed * 100_000 + 50_000 + k
+        rng = np.random.default_rng(photo_seed)
+        chosen = rng.choice(len(images), size=int(rng.integers(2, 5)), replace=False)
+        number = "".join(str(int(labels[i])) for i in chosen)
+        photos.append(NumberPhoto(non_digit_photo("several-digits", photo_seed, images[chosen]), number, photo_seed))
+    return photos

@@ -94,6 +94,18 @@ def heat_overlay_url(heat: np.ndarray, size: int = 112) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def no_answer(message: str, *, number: bool, features: bool, explain: bool) -> dict:
+    """The answer for a picture with no digit in it: every field there, empty, and the reason."""
+    result = {"prediction": None, "top_k": [], "probabilities": None, "processed": None, "message": message}
+    if number:
+        result.update({"number": None, "digits": []})
+    if features:
+        result["feature_maps"] = []
+    if explain:
+        result["explanation"] = None
+    return result
+
+
 class Recognizer:
     """A model, a lock, and the answers in the API's JSON shape."""
 
@@ -189,14 +201,7 @@ class Recognizer:
             if doubt is not None and not number:
                 raise NoDigitError(doubt)
         except NoDigitError as exc:
-            result = {"prediction": None, "top_k": [], "probabilities": None, "processed": None, "message": str(exc)}
-            if number:
-                result.update({"number": None, "digits": []})
-            if features:
-                result["feature_maps"] = []
-            if explain:
-                result["explanation"] = None
-            return result
+            return no_answer(str(exc), number=number, features=features, explain=explain)
         result = {
             "prediction": int(p.argmax()),
             "top_k": top_k(p, k),
@@ -212,7 +217,10 @@ class Recognizer:
         if explain:
             result["explanation"] = self.explanation(digit, result["prediction"])
         if number:
-            result.update(self.read_number(picture, k))
+            try:
+                result.update(self.read_number(picture, k))
+            except NoDigitError as exc:  # ink the one-mark steps took, but no digit to cut out of it
+                return no_answer(str(exc), number=number, features=features, explain=explain)
         return self.name_classes(result)
 
     def read_number(self, picture, k: int) -> dict:
