@@ -90,6 +90,32 @@ def test_flattening_divides_out_a_lighting_gradient():
     assert shade > 0.7 and abs(shade - lit) < 0.05
 
 
+def test_chalk_on_a_dark_board_is_light_ink():
+    from cnnlab.recognition.paper import dark_ink
+
+    light = np.linspace(0.6, 1.0, 512, dtype=np.float32)[None, :].repeat(384, axis=0)
+    board = 0.8 - light * 0.6  # a dark board, lit unevenly
+    board[150:230, 100:108] = 0.9
+    board[150:158, 100:180] = 0.9
+    assert not dark_ink(board)
+    assert dark_ink(1.0 - board)  # and dark strokes on light paper are dark ink
+
+
+@pytest.mark.data
+def test_the_paper_around_a_written_number_is_not_taken_for_light_ink(mnist_test):
+    """These 9 photos of numbers (of 100) were read inverted when polarity came from the closing and
+    the opening: the opening of a row of dark digits is dark all along it."""
+    from cnnlab.recognition.paper import dark_ink, paper_brightness, working_copy
+    from cnnlab.recognition.preprocess import as_picture
+
+    images, _ = mnist_test
+    for k in (5, 11, 50, 51, 54, 58, 75, 96, 98):
+        rng = np.random.default_rng(5000 + k)
+        digits = images[rng.choice(len(images), size=int(rng.integers(2, 5)), replace=False)]
+        jpeg = photos.non_digit_photo("several-digits", 5000 + k, digits)
+        assert dark_ink(paper_brightness(working_copy(as_picture(jpeg)))), k
+
+
 def test_rulings_are_removed_but_a_crossing_stroke_is_kept():
     mask = np.zeros((384, 512), bool)
     mask[::32, :] = True  # a grid of thin lines across the whole frame
