@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from cnnlab import atomic  # noqa: E402
+from cnnlab.engine.errors import NumericalError  # noqa: E402
 from cnnlab.training.config import TrainConfig  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results.json"
@@ -233,11 +234,15 @@ def run_row(row: Row, args, echo=print) -> dict:
             engine = f" (steps computed by {peer})" if peer else ""
             echo(f"\n=== {label}, seed {seed}: {train_command(config.to_dict(), seed)}{engine}")
             start = time.perf_counter()
-            run, history, _ = train_run(config, echo=echo, step_with=peer_step(peer))
+            try:
+                run, history, _ = train_run(config, echo=echo, step_with=peer_step(peer))
+            except NumericalError as exc:  # a recipe that diverges or gets stuck: that is its result
+                run, history = exc.run, exc.history
+                echo(f"training stopped: {exc}")
             seconds = time.perf_counter() - start
             summary = json.loads((run.path / "summary.json").read_text())
             record["parts"][part] = {**part_summary(history, summary), "seconds": round(seconds, 1),
-                                     "run": str(run.path)}
+                                     "run": str(run.path), **({"error": summary["error"]} if "error" in summary else {})}
             record["seconds"] = round(record["seconds"] + seconds, 1)
         runs.append(record)
     return {
@@ -347,7 +352,8 @@ def judge(row: Row, entry: dict) -> tuple[str, str, bool | None]:
         values = [r["parts"]["main"]["test_accuracy"] for r in runs
                   if r["parts"]["main"].get("test_accuracy") is not None]
         if not values:
-            return "no test accuracy", "fail", False
+            stopped = [r["parts"]["main"]["error"] for r in runs if r["parts"]["main"].get("error")]
+            return (f"training stopped: {stopped[0]}" if stopped else "no test accuracy"), "fail", False
         ours = _accuracy_text(values)
         passed = statistics.fmean(values) >= row.threshold
         verdict = "pass" if passed else "fail"

@@ -246,3 +246,21 @@ def test_engine_check_uses_the_seeds_both_ran(repro):
                "peers": {"torch": {"lenet5": entry([{"main": {"test_accuracy": 0.9895}}])}}}
     lenet = next(line for line in repro.render(results).splitlines() if line.startswith("| `lenet5` (tanh"))
     assert "| +0.05 pp: agree (seeds 0) |" in lenet
+
+
+def test_a_recipe_that_gets_stuck_is_recorded_not_a_crash(repro, fake_mnist, tmp_path, monkeypatch):
+    from cnnlab.training import loop
+
+    # the guard of cnnlab train finds the epoch stuck, as it did the course CNN on all of MNIST
+    monkeypatch.setattr(loop.DivergenceGuard, "check", lambda self, history, row, chance: "training is stuck")
+    row = repro.ROWS_BY_NAME["lenet5"]
+    results = tmp_path / "results.json"
+    lines = []
+    assert repro.main(["--only", "lenet5", "--scale", "0.01", "--train-subset", "30", "--data-dir",
+                       str(fake_mnist.data_dir), "--out", str(tmp_path / "runs"), "--results", str(results)],
+                      echo=lines.append) == 0
+    part = json.loads(results.read_text())["rows"]["lenet5"]["runs"][0]["parts"]["main"]
+    assert part["stop_reason"] == "diverged" and part["error"] and part["test_accuracy"] is None
+    assert any(line.startswith("training stopped:") for line in lines)
+    ours, verdict, passed = repro.judge(row, json.loads(results.read_text())["rows"]["lenet5"])
+    assert ours.startswith("training stopped: ") and verdict == "fail" and passed is False
