@@ -137,10 +137,10 @@ ROWS = [
                       val_split=0, train_subset=COURSE_IMAGES)},
         judge=course_judge),
     Row("course-cnn-60k", "The same course CNN trained properly: all 60,000 training images, 10 epochs, "
-        "otherwise the same recipe (quadratic cost, SGD η = 0.4, batch 1)", "\"can reach up to 99.5%\"",
+        "otherwise the same recipe (quadratic cost, SGD η = 0.4, batch 1), every epoch trained even at chance", "\"can reach up to 99.5%\"",
         "≥ 99.5%",
         {"main": dict(arch="course-cnn", loss="quadratic", optimizer="sgd", lr=0.4, batch_size=1, epochs=10,
-                      val_split=0)}, threshold=0.995),
+                      val_split=0, stop_when_stuck=False)}, threshold=0.995),
     Row("fashion-lenet5", "Fashion-MNIST, `lenet5` with ReLU and max pooling, Adam lr 1e-3, batch 100, "
         "20 epochs, cosine schedule", "—", "≥ 90%",
         {"main": dict(ADAM, arch="lenet5", dataset="fashion-mnist", activation="relu", pooling="max",
@@ -180,6 +180,8 @@ def train_command(options: dict, seed: int = 0) -> str:
     for switch in ("augment", "standardize"):
         if options.get(switch):
             words.append(f"--{switch}")
+    if options.get("stop_when_stuck") is False:
+        words.append("--keep-going-when-stuck")
     words.append(f"--seed {seed}")
     return " ".join(words)
 

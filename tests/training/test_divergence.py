@@ -48,6 +48,13 @@ def test_stall_needs_three_epochs_at_chance_and_no_progress_of_the_cost():
     assert guard.check(plateau, row(3, 0.3, 0.9), chance=0.11) is None
 
 
+def test_keep_going_when_stuck_turns_off_the_stall_rule_only():
+    stuck = History(start_cost=0.52, rows=[row(1, 0.5046, 0.0955), row(2, 0.5000, 0.0955)])
+    patient = DivergenceGuard(stall=False)
+    assert patient.check(stuck, row(3, 0.5000, 0.0955), chance=0.11) is None
+    assert "more than 10x" in patient.check(History(start_cost=2.3), row(1, 23.1, 0.5), chance=0.1)
+
+
 def test_stall_window_covers_at_least_a_thousand_updates():
     # The course network: 100 images, batch 1 -> 100 steps an epoch, at chance for a few epochs before it
     # learns. Three flat epochs are 300 updates: not enough to call it stuck; ten are.
@@ -137,3 +144,16 @@ def test_start_cost_survives_a_resume(fake_mnist, tmp_path, capsys):
     assert [c["epoch"] for c in record["changes"]] == [2]
     with safe_open(str(tmp_path / "r" / "checkpoint.safetensors"), framework="numpy") as fh:
         assert json.loads(fh.metadata()["cnnlab-checkpoint"])["extra"]["start_cost"] == start
+
+
+def test_cli_keep_going_when_stuck_trains_every_epoch(fake_mnist, tmp_path, capsys):
+    # saturated sigmoid units under a quadratic cost: at chance for ever (the rule's own example)
+    args = ["--arch", "mlp:784-16-10", "--activation", "sigmoid", "--loss", "quadratic", "--lr", "1e6",
+            "--dataset", "mnist", "--val-split", "20", "--batch-size", "1", "--epochs", "30", "--no-progress",
+            "--no-test", "--optimizer", "sgd", "--data-dir", str(fake_mnist.data_dir), "--out", str(tmp_path)]
+    assert main(["train", *args, "--name", "stopped"]) == 1
+    assert "training is stuck" in capsys.readouterr()[0]
+    assert main(["train", *args, "--name", "patient", "--keep-going-when-stuck"]) == 0
+    summary = json.loads((tmp_path / "patient" / "summary.json").read_text())
+    assert summary["stop_reason"] == "completed" and summary["epochs_done"] == 30
+    assert json.loads((tmp_path / "patient" / "config.json").read_text())["config"]["stop_when_stuck"] is False

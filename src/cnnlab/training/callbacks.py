@@ -202,12 +202,14 @@ class DivergenceGuard:
       several epochs before it learns; three such epochs are 300 steps, too few to call it stuck.
 
     Without a training cost the validation cost is used, and likewise for the accuracy; with neither
-    monitor the corresponding rule is off.
+    monitor the corresponding rule is off. ``stall=False`` turns the second rule off (``cnnlab train
+    --keep-going-when-stuck``).
     """
 
     def __init__(self, explode: float = 10.0, patience: int = 3, margin: float = 0.05, min_progress: float = 0.01,
-                 min_updates: int = 1000):
+                 min_updates: int = 1000, stall: bool = True):
         self.explode, self.patience, self.margin, self.min_progress = explode, patience, margin, min_progress
+        self.stall = stall
         self.min_updates = min_updates
         self.steps_per_epoch: int | None = None  # set by fit; None: the window is `patience` epochs
 
@@ -226,6 +228,8 @@ class DivergenceGuard:
         if cost is not None and start and start > 0 and cost > self.explode * start:
             return (f"the training cost rose to {cost:.4g}, more than {self.explode:g}x the untrained model's "
                     f"{start:.4g}: training diverged (learning rate {row['lr']:.3g} is too high)")
+        if not self.stall:
+            return None
         epochs = self.patience
         if self.steps_per_epoch:
             epochs = max(epochs, -(-self.min_updates // self.steps_per_epoch))

@@ -78,6 +78,10 @@ def _split_value(text: str | None):
 @click.option("--full-train-eval/--no-full-train-eval", default=None,
               help="Measure training cost/accuracy on the whole training set after each epoch (slower).")
 @click.option("--early-stop", type=int, help="Stop after N epochs without better validation accuracy.")
+@click.option("--stop-when-stuck/--keep-going-when-stuck", default=None,
+              help="Stop a run whose accuracy has stayed at chance for 3 epochs (1,000 steps) while its cost "
+                   "no longer falls; --keep-going-when-stuck trains every epoch (a plateau some recipes escape)."
+                   "  [stop-when-stuck]")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar per epoch.")
 @click.option("--test/--no-test", default=None, help="Evaluate on the test set at the end.  [test]")
 @click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False),

@@ -44,7 +44,7 @@ DEFAULT_SGD_LR = 0.1
 TEXT_OPTIONS = ("arch", "dataset", "optimizer", "schedule", "loss", "out", "folder_mode")
 OPTIONAL_TEXT_OPTIONS = ("activation", "pooling", "init", "data_dir", "name")
 PATH_OPTIONS = ("out", "data_dir")  # a pathlib.Path is accepted and stored as text
-SWITCH_OPTIONS = ("augment", "standardize", "nesterov", "full_train_eval", "progress", "test")
+SWITCH_OPTIONS = ("augment", "standardize", "nesterov", "full_train_eval", "progress", "test", "stop_when_stuck")
 
 
 def check_run_name(name: str | None) -> None:
@@ -113,6 +113,7 @@ class TrainConfig:
     monitors: dict = field(default_factory=lambda: {m: True for m in MONITORS})
     full_train_eval: bool = False
     early_stop: int | None = None
+    stop_when_stuck: bool = True  # the divergence guard's "stuck at chance" rule (False: train every epoch)
     progress: bool = True
     test: bool = True
     out: str = "runs"

@@ -32,7 +32,7 @@ from pathlib import Path
 from .. import atomic
 from ..engine.backend import get_xp
 from ..engine.errors import ConfigError, NumericalError
-from .callbacks import Callback
+from .callbacks import Callback, DivergenceGuard
 from .checkpoint import jsonable, load_checkpoint, save_checkpoint
 from .lock import RunLock
 from .recipes import (build_augmentation, build_model, build_optimizer, build_schedule, load_data,
@@ -284,6 +284,7 @@ def _train_run(config, resume, echo, callbacks, locks: contextlib.ExitStack, ste
                       preprocessing=preprocessing, monitors=config.monitors, full_train_eval=config.full_train_eval,
                       seed=config.seed, callbacks=[recorder, *callbacks], progress=config.progress,
                       early_stop=config.early_stop, initial_epoch=initial_epoch, history=history,
+                      divergence=True if config.stop_when_stuck else DivergenceGuard(stall=False),
                       device=config.device, step_with=step_with)
     except NumericalError as exc:  # divergence is a result: the run's record says so, then the caller decides
         atomic.write_text(run.path / "summary.json",
