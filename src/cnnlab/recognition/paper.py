@@ -58,14 +58,17 @@ MAX_LINE_THICKNESS = 5.0  # ... and is at most this thick on the 2x-pooled copy,
 LINE_RUN_FRACTION = 0.1  # ... and is made of straight runs this fraction of the frame long (tilt up to ~10 degrees)
 
 
+#: What the caller says when :func:`find_mark` chose no mark.
+BLANK_SHEET = "no digit found: the picture is blank (no ink darker than the paper around it)"
+
+
 @dataclass
 class Sheet:
     """What was found on the sheet: ``ink`` (h, w) in 0..1 (0 = paper), ``mask`` (h, w) of the chosen
     mark, ``labels`` (h, w) of all the ink's components and the ``chosen`` ones, and the pictures of
     the steps (``stages``: name -> PIL picture or (h, w) array in 0..1). ``frame_pixels`` is the area of
     the whole picture at the scale of ``ink`` (more than ``ink.size`` when a clean drawing was cut to its
-    ink: how much of the *picture* the ink covers is what tells noise from a digit). ``photo``: the
-    photo steps found it, and ``ink`` is the whole picture at the working size."""
+    ink: how much of the *picture* the ink covers is what tells noise from a digit)."""
 
     ink: np.ndarray
     mask: np.ndarray
@@ -73,7 +76,6 @@ class Sheet:
     chosen: list[int]
     stages: dict = field(default_factory=dict)
     frame_pixels: float | None = None
-    photo: bool = False  # found by the photo steps (at the working size), not the simple path
 
 
 def working_copy(picture: Image.Image) -> Image.Image:
@@ -323,6 +325,12 @@ def choose_mark(ink: np.ndarray, labels: np.ndarray, count: int, single: bool = 
             return sorted(chosen)
 
 
+def needs_photo_steps(gray: Image.Image) -> bool:
+    """Does this working copy (gray) need the photo steps (light flattened, rulings removed)? Not when it
+    is small (a crop, MNIST) or clean (a digital drawing, :func:`is_clean`)."""
+    return max(gray.size) > SMALL_PICTURE and not is_clean(gray)
+
+
 def is_clean(gray: Image.Image) -> bool:
     """Is this a digital drawing or a clean scan, with no light or paper to correct? Then at least
     :data:`CLEAN_FRACTION` of its pixels share one exact value (a photo's noise never allows that),
@@ -374,7 +382,7 @@ def find_mark(picture: Image.Image, single: bool = True) -> Sheet:
     """
     rgb = working_copy(picture)
     gray = rgb.convert("L")
-    if max(rgb.size) <= SMALL_PICTURE or is_clean(gray):
+    if not needs_photo_steps(gray):
         frame_pixels = float(gray.width * gray.height)
         if max(rgb.size) > SMALL_PICTURE:
             cut, scale = cut_to_drawing(gray)
@@ -395,4 +403,4 @@ def find_mark(picture: Image.Image, single: bool = True) -> Sheet:
         core = ink > threshold + CORE_FRACTION * max(peak - threshold, 0.0)
         mask &= grow_by_one(core & mask)
     stages = {"original": rgb, "flattened": 1.0 - ink, "ink mask": labels > 0, "chosen": mask}
-    return Sheet(ink=ink.astype(np.float32), mask=mask, labels=labels, chosen=chosen, stages=stages, photo=True)
+    return Sheet(ink=ink.astype(np.float32), mask=mask, labels=labels, chosen=chosen, stages=stages)

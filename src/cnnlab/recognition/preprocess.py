@@ -350,14 +350,14 @@ def prepare_digit(image, *, single: bool = True, stages: dict | None = None, che
     Raises :class:`NoDigitError` on a blank picture (:class:`cnnlab.recognition.reject.NotADigitError` on a mark
     that is not a digit) and :class:`ImageError` on an unreadable one.
     """
-    from .paper import find_mark
+    from .paper import BLANK_SHEET, find_mark
     from .reject import check_mark
 
     sheet = find_mark(as_picture(image))
     if stages is not None:
         stages.update(sheet.stages)
     if not sheet.chosen or int(sheet.mask.sum()) < MIN_MARK_PIXELS:
-        raise NoDigitError("no digit found: the picture is blank (no ink darker than the paper around it)")
+        raise NoDigitError(BLANK_SHEET)
     contrast = float(sheet.ink[sheet.mask].max())
     if contrast < MIN_MARK_CONTRAST:
         raise NoDigitError(f"no digit found: ink and background differ by only {contrast:.2f} "

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from .ink import NoDigitError, clean_ink, grow_by_one, ink_mask, to_ink
-from .paper import find_mark
+from .paper import BLANK_SHEET, find_mark, needs_photo_steps, working_copy
 from .pieces import FRAGMENT_HEIGHT, MERGE_OVERLAP, Piece, _join, attach_fragments, merge_broken_strokes  # noqa: F401
 from .preprocess import as_batch, as_picture, digit_from_ink, to_gray
 
@@ -149,10 +149,10 @@ def number_ink(image) -> tuple[np.ndarray, np.ndarray, float]:
     drawing or a small picture keeps the simple path at its own size.
     """
     picture = as_picture(image)
-    sheet = find_mark(picture, single=False)
-    if sheet.photo:
+    if needs_photo_steps(working_copy(picture).convert("L")):
+        sheet = find_mark(picture, single=False)
         if not sheet.chosen:
-            raise NoDigitError("no digit found: the picture is blank (no ink darker than the paper around it)")
+            raise NoDigitError(BLANK_SHEET)
         return clean_ink(sheet.ink, sheet.mask), sheet.mask, picture.width / sheet.ink.shape[1]
     ink = to_ink(to_gray(image))
     mask = ink_mask(ink)  # specks already dropped
