@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageChops
 from scipy import ndimage
 
+from .components import Components
 from .ink import grow_by_one, ink_mask, to_ink
 
 WORK_SIDE = 512  # photos are processed with their long side at most this (a digit 10% of the short side is ~38 px)
@@ -45,6 +46,7 @@ CLEAN_TOLERANCE = 32  # on 0..255: pixels this far from the background's value a
 CLOSING_FRACTION = 1 / 6  # the paper's brightness is estimated over windows this fraction of the short side
 NOISE_SIGMAS = 6.0  # ink must stand this many noise deviations above the paper ...
 MIN_INK_STEP = 0.10  # ... and at least this much (on 0..1) to count as ink at all
+NOISE_LEVELS = 1 << 16  # histogram levels on 0..1 for the paper's noise (noise_level)
 THRESHOLD_STEP = 0.05  # how much the threshold rises when it let a grid or shading through
 CORE_FRACTION = 0.3  # ink weaker than this fraction of the mark's peak is haze, not stroke
 SPECK_FRACTION = 0.02  # components with less than 2% of the main mark's ink are dust
@@ -65,14 +67,15 @@ BLANK_SHEET = "no digit found: the picture is blank (no ink darker than the pape
 @dataclass
 class Sheet:
     """What was found on the sheet: ``ink`` (h, w) in 0..1 (0 = paper), ``mask`` (h, w) of the chosen
-    mark, ``labels`` (h, w) of all the ink's components and the ``chosen`` ones, and the pictures of
+    mark, ``pieces`` (all the ink's components, :class:`~cnnlab.recognition.components.Components`) and the
+    ``chosen`` ones' labels, and the pictures of
     the steps (``stages``: name -> PIL picture or (h, w) array in 0..1). ``frame_pixels`` is the area of
     the whole picture at the scale of ``ink`` (more than ``ink.size`` when a clean drawing was cut to its
     ink: how much of the *picture* the ink covers is what tells noise from a digit)."""
 
     ink: np.ndarray
     mask: np.ndarray
-    labels: np.ndarray
+    pieces: Components
     chosen: list[int]
     stages: dict = field(default_factory=dict)
     frame_pixels: float | None = None
@@ -195,14 +198,13 @@ def long_lines(mask: np.ndarray, axis: int) -> np.ndarray:
     band = ndimage.maximum_filter1d(pooled.view(np.uint8), 3, axis=across)
     band = ndimage.maximum_filter1d(band, 3, axis=axis).astype(bool)  # bridge the gaps of a faint line
     runs = opening_1d(band, max(5, int(LINE_RUN_FRACTION * pooled.shape[axis])), axis)
-    labels, count = ndimage.label(runs, structure=np.ones((3, 3)))
-    if count == 0:
+    pieces = Components.of(runs)
+    if pieces.count == 0:
         return np.zeros_like(mask)
-    extent = np.array([s[axis].stop - s[axis].start for s in ndimage.find_objects(labels)])
-    thickness = np.bincount(labels.ravel())[1:] / extent  # a printed line: its own width + the 2 px dilation
+    extent = pieces.boxes[:, 2 + axis] - pieces.boxes[:, axis]  # along the line: width (1) or height (0)
+    thickness = pieces.sizes / extent  # a printed line: its own width + the 2 px dilation
     spanning = (extent >= RULING_FRACTION * pooled.shape[axis]) & (thickness <= MAX_LINE_THICKNESS)
-    spanning = np.concatenate([[False], spanning])
-    lines = spanning[labels].repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
+    lines = pieces.mask_of(list(np.flatnonzero(spanning) + 1)).repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
     return np.pad(lines, ((0, height - lines.shape[0]), (0, width - lines.shape[1]))) & mask
 
 
@@ -237,21 +239,35 @@ def remove_rulings(mask: np.ndarray) -> np.ndarray:
 
 
 def noise_level(ink: np.ndarray) -> tuple[float, float]:
-    """(median, robust standard deviation) of ``ink``: paper dominates, so this is the paper's noise."""
+    """(median, robust standard deviation) of ``ink``: paper dominates, so this is the paper's noise.
+
+    The robust deviation is 1.4826 x the median absolute deviation (the MAD of a normal distribution is
+    0.6745 sigma). Both medians are read from histograms (:func:`histogram_median`) instead of sorting:
+    on a 500x375 photo in a third of the time np.median takes (0.4 against 1.2 ms).
+    """
     sample = ink[::2, ::2] if ink.size > 40_000 else ink
-    median = float(np.median(sample))
-    return median, 1.4826 * float(np.median(np.abs(sample - median)))
+    median = histogram_median(sample)
+    return median, 1.4826 * histogram_median(np.abs(sample - median))
 
 
-def touches_frame(slices, shape) -> bool:
-    rows, cols = slices
-    return rows.start == 0 or cols.start == 0 or rows.stop == shape[0] or cols.stop == shape[1]
+def histogram_median(values: np.ndarray) -> float:
+    """The median of ``values`` in 0..1 from a histogram of :data:`NOISE_LEVELS` levels, interpolated
+    linearly inside the level where half the values are reached (as if the values of a level were spread
+    evenly over it): within 2e-5 of ``np.median`` on photos, far below the paper's noise (0.01-0.1)."""
+    top = NOISE_LEVELS - 1
+    levels = np.minimum((np.clip(values, 0.0, 1.0) * top + 0.5).astype(np.intp), top).ravel()
+    counts = np.bincount(levels, minlength=NOISE_LEVELS)
+    cumulative = np.cumsum(counts)
+    half = cumulative[-1] / 2
+    level = int(np.searchsorted(cumulative, half))  # the first level that reaches half of the values
+    below = cumulative[level] - counts[level]
+    return float((level - 0.5 + (half - below) / counts[level]) / top)  # level k holds [k - 0.5, k + 0.5) / top
 
 
-def mark_components(ink: np.ndarray) -> tuple[np.ndarray, int, float]:
+def mark_components(ink: np.ndarray) -> tuple[Components, float]:
     """Threshold the ink relative to the paper's noise, drop rulings, label 8-connected components.
 
-    Returns (labels, count, threshold). The threshold is :data:`NOISE_SIGMAS` robust deviations above
+    Returns (the components, threshold). The threshold is :data:`NOISE_SIGMAS` robust deviations above
     the paper, and at least :data:`MIN_INK_STEP` (JPEG noise on clean paper would otherwise be ink).
     """
     median, sigma = noise_level(ink)
@@ -260,33 +276,26 @@ def mark_components(ink: np.ndarray) -> tuple[np.ndarray, int, float]:
     # swallows the digit it touches: raise the threshold step by step (a pen is darker than a grid).
     # A solid dark region (the desk, a deep shadow) does not shrink at a higher threshold: then the
     # lower threshold is kept, since the pencil needs it.
-    labels, count = ndimage.label(remove_rulings(ink > threshold), structure=np.ones((3, 3)))
-    coverage = frame_coverage(labels, count)
+    pieces = Components.of(remove_rulings(ink > threshold))
+    coverage = frame_coverage(pieces)
     for _ in range(4):
         if coverage <= MAX_COVERAGE:
             break
         higher = threshold + THRESHOLD_STEP
-        higher_labels, higher_count = ndimage.label(remove_rulings(ink > higher), structure=np.ones((3, 3)))
-        higher_coverage = frame_coverage(higher_labels, higher_count)
+        higher_pieces = Components.of(remove_rulings(ink > higher))
+        higher_coverage = frame_coverage(higher_pieces)
         if higher_coverage > 0.7 * coverage:
             break
-        threshold, labels, count, coverage = higher, higher_labels, higher_count, higher_coverage
-    return labels, count, threshold
+        threshold, pieces, coverage = higher, higher_pieces, higher_coverage
+    return pieces, threshold
 
 
-def frame_coverage(labels: np.ndarray, count: int) -> float:
+def frame_coverage(pieces: Components) -> float:
     """Share of the picture covered by components that touch its frame (a grid, shading, the desk)."""
-    if count == 0:
-        return 0.0
-    boxes = ndimage.find_objects(labels, max_label=count)
-    touching = [k for k, b in enumerate(boxes, start=1) if b is not None and touches_frame(b, labels.shape)]
-    if not touching:
-        return 0.0
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    return float(sizes[touching].sum()) / labels.size
+    return float(pieces.sizes[pieces.touching_frame()].sum()) / pieces.labels.size
 
 
-def choose_mark(ink: np.ndarray, labels: np.ndarray, count: int, single: bool = True) -> list[int]:
+def choose_mark(ink: np.ndarray, pieces: Components, single: bool = True) -> list[int]:
     """Label numbers of the components that make up the written mark ([] when there is none).
 
     The main component is the one with the most ink (a dark pen stroke outweighs a pale shadow);
@@ -296,33 +305,27 @@ def choose_mark(ink: np.ndarray, labels: np.ndarray, count: int, single: bool = 
     ``single=False`` (a number) the mark grows along its line of writing: each digit kept brings in
     its own neighbours, left and right, as long as they lie in the main one's rows.
     """
-    if count == 0:
+    if pieces.count == 0:
         return []
-    index = np.arange(1, count + 1)
-    mass = ndimage.sum_labels(ink, labels, index)
-    boxes = ndimage.find_objects(labels, max_label=count)
-    inside = np.array([not touches_frame(b, labels.shape) for b in boxes])
-    candidates = inside if inside.any() else np.ones(count, bool)
+    mass = pieces.ink_of(ink)
+    inside = ~pieces.touching_frame()
+    candidates = inside if inside.any() else np.ones(pieces.count, bool)
     main = int(np.argmax(np.where(candidates, mass, -1.0)))
-    rows, cols = boxes[main]
-    reach = NEAR_FRACTION * max(rows.stop - rows.start, cols.stop - cols.start)
+    top, left, bottom, right = pieces.boxes.T
+    height, width = bottom[main] - top[main], right[main] - left[main]
+    reach = NEAR_FRACTION * max(height, width)
     # along a line of writing, digits stand up to about their height apart
-    across = reach if single else max(reach, NUMBER_GAP_FRACTION * (rows.stop - rows.start))
-    left, right = cols.start, cols.stop  # the columns the mark spans so far
-    chosen: set[int] = set()
+    across = reach if single else max(reach, NUMBER_GAP_FRACTION * height)
+    eligible = (candidates & (mass >= SPECK_FRACTION * mass[main])
+                & (top < bottom[main] + reach) & (bottom > top[main] - reach))  # in the main one's rows
+    start, stop = left[main], right[main]  # the columns the mark spans so far
+    chosen = np.zeros(pieces.count, bool)
     while True:
-        grown = False
-        for k, (r, c) in enumerate(boxes):
-            if k + 1 in chosen or not candidates[k] or mass[k] < SPECK_FRACTION * mass[main]:
-                continue
-            near = (r.start < rows.stop + reach and r.stop > rows.start - reach
-                    and c.start < right + across and c.stop > left - across)
-            if near:
-                chosen.add(k + 1)
-                if not single:
-                    left, right, grown = min(left, c.start), max(right, c.stop), True
-        if not grown:
-            return sorted(chosen)
+        near = eligible & ~chosen & (left < stop + across) & (right > start - across)
+        chosen |= near
+        if single or not near.any():  # one digit: the main one's neighbours, not theirs
+            return [int(k) + 1 for k in np.flatnonzero(chosen)]
+        start, stop = min(start, int(left[near].min())), max(stop, int(right[near].max()))
 
 
 def needs_photo_steps(gray: Image.Image) -> bool:
@@ -348,16 +351,16 @@ def cut_to_drawing(gray: Image.Image) -> tuple[Image.Image, float]:
     pixels than the answer needs; every later step (threshold, components, shape checks) costs a
     fraction on the cut. Nothing outside the ink is lost: a second mark anywhere is inside the cut too.
     """
-    histogram = gray.histogram()
-    background = int(np.argmax(histogram))
-    pixels = np.asarray(gray, dtype=np.int16)
-    inked = np.abs(pixels - background) > CLEAN_TOLERANCE
-    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
-    if rows.size == 0:
+    background = int(np.argmax(gray.histogram()))
+    # Pillow maps every pixel through a 256-entry table and finds the box of what is left, in C.
+    inked = gray.point([255 * (abs(level - background) > CLEAN_TOLERANCE) for level in range(256)])
+    found = inked.getbbox()
+    if found is None:
         return gray, 1.0  # blank: the simple path says so
     margin = 2
-    box = (max(cols[0] - margin, 0), max(rows[0] - margin, 0),
-           min(cols[-1] + margin + 1, gray.width), min(rows[-1] + margin + 1, gray.height))
+    left, top, right, bottom = found
+    box = (max(left - margin, 0), max(top - margin, 0), min(right + margin, gray.width),
+           min(bottom + margin, gray.height))
     cut = gray.crop(box)
     # A frame of pure background keeps the border-based polarity test right when ink reaches the edge.
     framed = Image.new("L", (cut.width + 2 * margin, cut.height + 2 * margin), background)
@@ -389,18 +392,18 @@ def find_mark(picture: Image.Image, single: bool = True) -> Sheet:
             gray, frame_pixels = cut, frame_pixels * scale**2
         ink = to_ink(np.asarray(gray, dtype=np.float32) / 255.0)
         mask = ink_mask(ink)
-        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        pieces = Components.of(mask)
         stages = {"original": rgb, "flattened": 1.0 - ink, "ink mask": mask, "chosen": mask}
-        return Sheet(ink=ink, mask=mask, labels=labels, chosen=list(range(1, count + 1)), stages=stages,
+        return Sheet(ink=ink, mask=mask, pieces=pieces, chosen=list(range(1, pieces.count + 1)), stages=stages,
                      frame_pixels=frame_pixels)
     ink = flatten_illumination(paper_brightness(rgb))
-    labels, count, threshold = mark_components(ink)
-    chosen = choose_mark(ink, labels, count, single)
-    mask = np.isin(labels, chosen) if chosen else np.zeros(labels.shape, bool)
+    pieces, threshold = mark_components(ink)
+    chosen = choose_mark(ink, pieces, single)
+    mask = pieces.mask_of(chosen)
     if chosen:
         # The mark's core: ink weaker than a fraction of its peak is the blur and haze around it.
         peak = float(ink[mask].max())
         core = ink > threshold + CORE_FRACTION * max(peak - threshold, 0.0)
         mask &= grow_by_one(core & mask)
-    stages = {"original": rgb, "flattened": 1.0 - ink, "ink mask": labels > 0, "chosen": mask}
-    return Sheet(ink=ink.astype(np.float32), mask=mask, labels=labels, chosen=chosen, stages=stages)
+    stages = {"original": rgb, "flattened": 1.0 - ink, "ink mask": pieces.labels > 0, "chosen": mask}
+    return Sheet(ink=ink.astype(np.float32, copy=False), mask=mask, pieces=pieces, chosen=chosen, stages=stages)

@@ -363,7 +363,7 @@ def prepare_digit(image, *, single: bool = True, stages: dict | None = None, che
         raise NoDigitError(f"no digit found: ink and background differ by only {contrast:.2f} "
                            f"(need {MIN_MARK_CONTRAST})")
     if check:
-        check_mark(sheet.mask, sheet.labels, sheet.chosen, single=single, frame_pixels=sheet.frame_pixels)
+        check_mark(sheet.mask, sheet.pieces, sheet.chosen, single=single, frame_pixels=sheet.frame_pixels)
     # Only the region around the mark matters from here on; cropping now makes the rest cheaper.
     rows, cols = np.flatnonzero(sheet.mask.any(axis=1)), np.flatnonzero(sheet.mask.any(axis=0))
     region = np.s_[max(rows[0] - 1, 0) : rows[-1] + 2, max(cols[0] - 1, 0) : cols[-1] + 2]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .paper import touches_frame
+from .components import Components
 from .pieces import Piece, attach_fragments, merge_broken_strokes
 from .ink import NoDigitError
 
@@ -72,58 +72,56 @@ def count_loops(mask: np.ndarray) -> int:
     return int((sizes >= max(3, MIN_LOOP_FRACTION * box.size)).sum())
 
 
-def digit_groups(boxes: list, chosen: list[int]) -> list:
-    """The chosen components (``boxes`` from ``ndimage.find_objects``) grouped the way
-    :mod:`cnnlab.recognition.segment` groups a number's digits."""
-
-    pieces = []
+def digit_groups(pieces: Components, chosen: list[int]) -> list:
+    """The chosen components grouped the way :mod:`cnnlab.recognition.segment` groups a number's digits."""
+    groups = []
     for k in chosen:
-        rows, cols = boxes[k - 1]
-        pieces.append(Piece([k], cols.start, cols.stop, rows.start, rows.stop))
-    return attach_fragments(merge_broken_strokes(pieces))
+        top, left, bottom, right = (int(v) for v in pieces.boxes[k - 1])
+        groups.append(Piece([k], left, right, top, bottom))
+    return attach_fragments(merge_broken_strokes(groups))
 
 
-def check_mark(mask: np.ndarray, labels: np.ndarray, chosen: list[int], single: bool = True,
+def check_mark(mask: np.ndarray, pieces: Components, chosen: list[int], single: bool = True,
                frame_pixels: float | None = None) -> None:
     """Raise :class:`NotADigitError` when the chosen mark is not shaped like one digit.
 
-    ``mask`` (h, w) is the chosen mark, ``labels`` the labelled ink of the whole picture and ``chosen``
+    ``mask`` (h, w) is the chosen mark, ``pieces`` the components of the whole picture's ink and ``chosen``
     the labels that make up the mark. With ``single=False`` (number mode) several digits are fine.
-    ``frame_pixels``: the whole picture's area at this scale, when ``labels`` covers only a cut of it
-    (default: ``labels.size``).
+    ``frame_pixels``: the whole picture's area at this scale, when ``pieces`` covers only a cut of it
+    (default: the labels' size).
     """
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
+    sizes = pieces.sizes
+    mine = np.asarray(chosen) - 1
     # Noise makes many pieces as big as the "mark" it picked; a grid's leftover crossings are specks.
-    mark_size = int(sizes[chosen].sum())
-    rivals = int((sizes >= RIVAL_FRACTION * sizes[chosen].max()).sum())
-    coverage = float((labels > 0).sum()) / (frame_pixels or labels.size)
+    mark_size = int(sizes[mine].sum())
+    rivals = int((sizes >= RIVAL_FRACTION * sizes[mine].max()).sum())
+    coverage = float(sizes.sum()) / (frame_pixels or pieces.labels.size)
     if coverage > NOISE_COVERAGE or rivals > NOISE_PIECES:
         raise NotADigitError(f"not a digit: {rivals} pieces of ink as big as the largest cover {coverage:.0%} of "
                              "the picture, which looks like noise or a texture; expected one written digit on a "
                              "plain background")
-    elongation, tilt = elongation_and_tilt(mask)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    mark = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the shape measures need only the mark's box
+    height, width = mark.shape
+    elongation, tilt = elongation_and_tilt(mark)
     if single:
-        boxes = ndimage.find_objects(labels)
-        groups = digit_groups(boxes, chosen)
+        groups = digit_groups(pieces, chosen)
         tallest = max(g.height for g in groups)
         tall = [g for g in groups if g.height >= SEVERAL_HEIGHT * tallest]
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
         # Elsewhere on the sheet: another mark about as big (a second digit written further away).
-        elsewhere = [k for k, box in enumerate(boxes, start=1)
-                     if box is not None and k not in chosen and not touches_frame(box, labels.shape)
-                     and sizes[k] >= RIVAL_FRACTION * mark_size
-                     and box[0].stop - box[0].start >= SEVERAL_HEIGHT * height]
+        others = np.ones(pieces.count, bool)
+        others[mine] = False
+        elsewhere = int((others & ~pieces.touching_frame() & (sizes >= RIVAL_FRACTION * mark_size)
+                         & (pieces.heights() >= SEVERAL_HEIGHT * height)).sum())
         wide = width > WIDE_MARK * height and elongation > LINE_ELONGATION
         if len(tall) > 1 or elsewhere or wide:
-            count = f"{len(tall) + len(elsewhere)} marks" if not wide else "a mark as wide as several digits"
+            count = f"{len(tall) + elsewhere} marks" if not wide else "a mark as wide as several digits"
             raise NotADigitError(f"not a digit: {count} side by side; expected one digit (read a whole "
                                  "number with --number, or number mode on the page)")
     if elongation < LINE_ELONGATION and tilt > LINE_MIN_TILT:
         raise NotADigitError(f"not a digit: a straight line {tilt:.0f} degrees from vertical; expected a digit "
                              f"(a '1' leans at most {LINE_MIN_TILT:.0f} degrees)")
-    loops = count_loops(mask)
+    loops = count_loops(mark)
     if loops > MAX_LOOPS:
         raise NotADigitError(f"not a digit: a scribble with {loops} closed loops; expected a digit (an '8' "
                              f"has 2)")
