@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..engine.errors import CnnlabError
+from .components import EIGHT_CONNECTED
 
 MIN_CONTRAST = 0.2  # Otsu class means closer than this (on a 0..1 scale): no ink, just noise or paper.
 SPECK_FRACTION = 0.02  # components smaller than 2% of the largest one are dust, not strokes
@@ -96,7 +97,7 @@ def ink_mask(ink: np.ndarray) -> np.ndarray:
 
 def drop_specks(mask: np.ndarray, fraction: float = SPECK_FRACTION) -> np.ndarray:
     """Remove connected components smaller than ``fraction`` of the largest one (dust, JPEG noise)."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
     if count == 0:
         raise NoDigitError("no digit found: no ink in the picture")
     sizes = np.bincount(labels.ravel())

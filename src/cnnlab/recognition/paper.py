@@ -204,7 +204,7 @@ def long_lines(mask: np.ndarray, axis: int) -> np.ndarray:
     extent = pieces.boxes[:, 2 + axis] - pieces.boxes[:, axis]  # along the line: width (1) or height (0)
     thickness = pieces.sizes / extent  # a printed line: its own width + the 2 px dilation
     spanning = (extent >= RULING_FRACTION * pooled.shape[axis]) & (thickness <= MAX_LINE_THICKNESS)
-    lines = pieces.mask_of(list(np.flatnonzero(spanning) + 1)).repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
+    lines = pieces.mask_of(np.flatnonzero(spanning) + 1).repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
     return np.pad(lines, ((0, height - lines.shape[0]), (0, width - lines.shape[1]))) & mask
 
 

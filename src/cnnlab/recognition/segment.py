@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .components import EIGHT_CONNECTED
 from .ink import NoDigitError, clean_ink, grow_by_one, ink_mask, to_ink
 from .paper import BLANK_SHEET, find_mark, needs_photo_steps, working_copy
 from .pieces import FRAGMENT_HEIGHT, MERGE_OVERLAP, Piece, _join, attach_fragments, merge_broken_strokes  # noqa: F401
@@ -122,7 +123,7 @@ def segment_number(image, thin_fat_strokes: bool = True) -> list[DigitCrop]:
     Raises :class:`~cnnlab.recognition.preprocess.NoDigitError` on a blank picture.
     """
     ink, mask, scale = number_ink(image)
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    labels, count = ndimage.label(mask, structure=EIGHT_CONNECTED)
     pieces = attach_fragments(merge_broken_strokes(find_components(labels, count)))
     reference_height = float(np.median([p.height for p in pieces]))
     pieces = [part for piece in pieces for part in split_touching(labels, piece, reference_height)]
